@@ -1,0 +1,279 @@
+"""Supervised-contrastive losses: one core for KCL / TSC / SBCL / SupCon, the labelled queue, and BNS.
+
+METHODS.md §6 (KCL), §7 (TSC), §8 (SBCL), §9.1–§9.3 (BNS). Re-exported by :mod:`ltbench.losses`.
+
+Layout convention for 2-view batches (``views = 2``): embedding row i < B is view 1 of image i and row
+B + i is view 2 of the same image (its "twin"), i.e. ``torch.cat([view1, view2])``. Methods express their
+positive / denominator sets as boolean masks and call :func:`contrastive_loss`; only the masks differ
+between SupCon, KCL, SBCL's two terms and the MoCo-style queue variants. All random choices draw from a
+``torch.Generator`` when one is given (reproducible tests), otherwise from the global RNG on the device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "BNSLoss",
+    "LabelledQueue",
+    "contrastive_log_prob",
+    "contrastive_loss",
+    "kcl_masks",
+    "kcl_queue_masks",
+    "sample_mask",
+    "supcon_masks",
+]
+
+
+def _uniform(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """U[0, 1) draws on ``device``; drawn on the generator's own device when one is given."""
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def _mm(a: Tensor, b: Tensor) -> Tensor:
+    """a · bᵀ in float32 even under autocast (bf16 keeps ~3 digits of s/τ ≈ 14 at τ = 0.07)."""
+    with torch.autocast(a.device.type, enabled=False):
+        return a.float() @ b.float().t()
+
+
+def sample_mask(candidates: Tensor, k: int | None, generator: torch.Generator | None = None) -> Tensor:
+    """Per row, keep min(k, #candidates) of the True entries, uniformly without replacement.
+
+    The k largest of i.i.d. uniform scores over a row's candidates form a uniform random k-subset, so one
+    ``topk`` samples every row at once (no Python loop over anchors). Non-candidates get score −1, below
+    every candidate, and are masked out again when a row has fewer than k candidates. ``k=None`` keeps all.
+    """
+    if k is None:
+        return candidates.clone()
+    if k <= 0 or candidates.shape[1] == 0:
+        return torch.zeros_like(candidates)
+    scores = _uniform(tuple(candidates.shape), candidates.device, generator).masked_fill(~candidates, -1.0)
+    idx = scores.topk(min(k, candidates.shape[1]), dim=1).indices
+    return torch.zeros_like(candidates).scatter_(1, idx, True) & candidates
+
+
+def contrastive_log_prob(
+    anchors: Tensor,
+    contrast: Tensor,
+    denom_mask: Tensor,
+    temperature: float | Tensor,
+) -> Tensor:
+    """log[e^{s_ia/τ_i} / Σ_{a'∈A_i} e^{s_ia'/τ_i}] for every (anchor i, contrast a), float32 (M × K).
+
+    s = anchors · contrastᵀ (the rows are expected L2-normalised); τ is a float or a per-anchor (M,) tensor
+    (SBCL's class-wise temperatures). The masked log-sum-exp subtracts the row maximum over A_i, so small
+    τ cannot overflow. Rows with an empty A_i hold meaningless huge values; the caller masks them. Exposed
+    so that TSC can read its target column with the same denominator D_i.
+    """
+    logits = _mm(anchors, contrast)
+    if isinstance(temperature, Tensor):
+        logits = logits / temperature.to(logits.device, torch.float32).reshape(-1, 1)
+    else:
+        logits = logits / float(temperature)
+    # finfo.min, not −inf: a row with an empty A_i then has a finite lse and finite (zero) gradients
+    masked = logits.masked_fill(~denom_mask, torch.finfo(torch.float32).min)
+    return logits - torch.logsumexp(masked, dim=1, keepdim=True)
+
+
+def contrastive_loss(
+    anchors: Tensor,
+    contrast: Tensor,
+    pos_mask: Tensor,
+    denom_mask: Tensor,
+    temperature: float | Tensor,
+    reduction: str = "mean",
+) -> Tensor:
+    """Supervised-contrastive loss ℓ_i = −(1/|P_i|) Σ_{p∈P_i} log[e^{s_ip/τ_i} / Σ_{a∈A_i} e^{s_ia/τ_i}].
+
+    The shared core of SupCon, KCL (§6), TSC (§7) and SBCL (§8): ``pos_mask`` = P_i, ``denom_mask`` = A_i
+    (bool, M × K), ``contrast`` may be the batch or [keys; queue]. Positives are always added to the
+    denominator set (each term is then a log-probability ≤ 0; an OR costs nothing, an assert would need a
+    host sync). An anchor with no positive has no defined ℓ_i: it contributes 0 and is left out of the mean
+    (a tail image whose class-mates are absent from the batch must not dilute the loss of the others).
+    ``reduction="mean"`` averages over anchors with ≥ 1 positive (0, still differentiable, if there are
+    none); ``"none"`` returns the (M,) vector with zeros at anchors without positives.
+    """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    pos_mask = pos_mask.bool()
+    log_prob = contrastive_log_prob(anchors, contrast, denom_mask.bool() | pos_mask, temperature)
+    n_pos = pos_mask.sum(1)
+    per_anchor = -torch.where(pos_mask, log_prob, 0.0).sum(1) / n_pos.clamp_min(1)
+    if reduction == "none":
+        return per_anchor
+    has_pos = n_pos > 0
+    return (per_anchor * has_pos).sum() / has_pos.sum().clamp_min(1)
+
+
+def _view_layout(labels: Tensor, views: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(labels of all views, same-image mask, identity mask) for rows laid out as [view1; view2; ...]."""
+    b = labels.numel()
+    image = torch.arange(views * b, device=labels.device) % b
+    return (
+        labels.repeat(views),
+        image[:, None] == image[None, :],
+        torch.eye(views * b, dtype=torch.bool, device=labels.device),
+    )
+
+
+def supcon_masks(labels: Tensor, views: int = 2) -> tuple[Tensor, Tensor]:
+    """SupCon (pos, denom) masks for ``views``·B rows: P_i = same label except i itself; A_i = all but i."""
+    lab, _, eye = _view_layout(labels, views)
+    return (lab[:, None] == lab[None, :]) & ~eye, ~eye
+
+
+def kcl_masks(
+    labels: Tensor, k: int, generator: torch.Generator | None = None, views: int = 2
+) -> tuple[Tensor, Tensor]:
+    """KCL (pos, denom) masks, in-batch (TSC's CIFAR re-implementation; METHODS.md §6).
+
+    P_i = {the other views of image i} ∪ S_i, S_i = k rows drawn uniformly without replacement from the
+    same-class rows of *other* images (all of them if fewer than k); A_i = every row except i, so unselected
+    class-mates stay in the denominator. k = 6 is KCL's ImageNet-LT value. With k ≥ the largest class count
+    times ``views`` this equals :func:`supcon_masks`.
+    """
+    lab, same_image, eye = _view_layout(labels, views)
+    sampled = sample_mask((lab[:, None] == lab[None, :]) & ~same_image, k, generator)
+    return (same_image & ~eye) | sampled, ~eye
+
+
+def kcl_queue_masks(
+    query_labels: Tensor, queue_labels: Tensor, k: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """KCL masks for the MoCo-style variant: contrast = [keys (B); queue (K)] (official KCL, §6).
+
+    P_i = {own key} ∪ k same-class queue entries (uniform, without replacement); A_i = own key + whole
+    queue (the other keys of the batch are not in it, as in MoCo). Returns (B × (B + K)) masks.
+    """
+    own = torch.eye(query_labels.numel(), dtype=torch.bool, device=query_labels.device)
+    same = query_labels[:, None] == queue_labels.to(query_labels.device)[None, :]
+    pos = torch.cat([own, sample_mask(same, k, generator)], dim=1)
+    return pos, torch.cat([own, torch.ones_like(same)], dim=1)
+
+
+class LabelledQueue(nn.Module):
+    """FIFO ring buffer of L2-normalised keys with their labels (the "labelled queue" of KCL/TSC/SBCL, §6).
+
+    ``enqueue`` overwrites the oldest entries. ``.keys`` / ``.labels`` give the filled part only (before the
+    first wrap-around the filled slots are 0..filled−1), so the loss never contrasts with empty slots.
+    Keys and labels are buffers and the write pointer is extra state: the queue lives in ``state_dict``
+    and resumes from a checkpoint. The pointer stays a Python int (no host sync per step).
+    """
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        if size <= 0 or dim <= 0:
+            raise ValueError(f"size and dim must be positive, got size={size}, dim={dim}")
+        self.size = size
+        self.register_buffer("_keys", torch.zeros(size, dim))
+        self.register_buffer("_labels", torch.full((size,), -1, dtype=torch.long))
+        self.ptr, self.filled = 0, 0
+
+    @torch.no_grad()
+    def enqueue(self, keys: Tensor, labels: Tensor) -> None:
+        keys, labels = (
+            keys.detach()[-self.size :],
+            labels.detach()[-self.size :],
+        )  # more than size: keep newest
+        n = keys.shape[0]
+        pos = (self.ptr + torch.arange(n, device=self._keys.device)) % self.size
+        self._keys[pos] = F.normalize(keys.float(), dim=1).to(self._keys.device)
+        self._labels[pos] = labels.to(self._labels.device, torch.long)
+        self.ptr, self.filled = (self.ptr + n) % self.size, min(self.size, self.filled + n)
+
+    @property
+    def keys(self) -> Tensor:
+        return self._keys[: self.filled]
+
+    @property
+    def labels(self) -> Tensor:
+        return self._labels[: self.filled]
+
+    def get_extra_state(self) -> dict:
+        return {"ptr": self.ptr, "filled": self.filled}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.ptr, self.filled = int(state["ptr"]), int(state["filled"])
+
+
+def _bns_paper_direction(q: Tensor, v: Tensor, queries: Tensor, negatives: Tensor, tau: float) -> Tensor:
+    """Mean over anchors i of −1/|Q*_i| Σ_{k∈Q*_i} [logσ(q_k·v_i/τ) + (1/n_i) Σ_{j∈neg(i)} logσ(−q_k·v_j/τ)].
+
+    queries[i, k]: q_k ∈ Q*_i (k = i included); negatives[i, j]: key v_j is a negative of anchor i. With
+    S[k, j] = q_k·v_j/τ the negative sums for every (k, i) pair are one matmul (logσ(−S) · negativesᵀ).
+    """
+    sim = _mm(q, v) / tau
+    neg_sum = _mm(F.logsigmoid(-sim), negatives)  # [k, i] = Σ_j neg[i, j] logσ(−S[k, j])
+    n_neg = negatives.sum(1).clamp_min(1)  # no negatives: the sum is 0, so is the term
+    pair = F.logsigmoid(sim) + neg_sum / n_neg[None, :]  # [k, i]
+    per_anchor = -(queries.float() * pair.t()).sum(1) / queries.sum(1)
+    return per_anchor.mean()
+
+
+class BNSLoss(nn.Module):
+    """Balanced-negative-sampling loss of BNS+IP-DPP stage 1 (Lin & Yuan 2025; METHODS.md §9.1–§9.3).
+
+    ``forward(q, v, labels)``: q, v are the two views' embeddings (B × d) of the same B images, normalised
+    here. ``variant="paper"`` (ltbench spec §9.3, Eq. 12 of the paper): for anchor i, Q*_i = {q_i} ∪ m other
+    queries of class y_i (uniform without replacement; fewer if the batch has fewer, possibly none), each
+    paired with the anchor's key v_i and with its negatives — all keys of another class, or ``n`` of them
+    drawn uniformly; the negative sum is divided by their number n_i [PROPOSAL: batch-size invariance]. Mean
+    over anchors; ``symmetric`` averages with the q↔v swapped loss (same sampled sets) [PROPOSAL].
+    ``variant="code"`` (released code, §9.2): over the 2B views, ℓ_a = −logσ(mean_{p∈P_a} e^{s_ap/τ})
+    − logσ(−(1/2B) Σ_{q∈N_a} e^{s_aq/τ}), P_a = other views of the same label, N_a = other labels; the
+    negative sum is divided by the row length 2B, as released; m, n and symmetric are ignored there.
+    τ = 0.5 and m = 4 are the defaults of §9.3 (τ from the code; m "small", ≤ n_min − 1 on CIFAR-100-LT).
+    """
+
+    variants = ("paper", "code")
+
+    def __init__(
+        self,
+        variant: str = "paper",
+        temperature: float = 0.5,
+        m: int | None = 4,
+        n: int | None = None,
+        symmetric: bool = True,
+    ) -> None:
+        super().__init__()
+        if variant not in self.variants:
+            raise ValueError(f"unknown BNS variant {variant!r}; valid: {', '.join(self.variants)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.variant, self.temperature, self.m, self.n, self.symmetric = variant, temperature, m, n, symmetric
+
+    def forward(
+        self,
+        q: Tensor,
+        v: Tensor,
+        labels: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        if q.shape != v.shape or q.ndim != 2 or labels.shape != (q.shape[0],):
+            raise ValueError(f"need q, v (B, d) and labels (B,); got {q.shape}, {v.shape}, {labels.shape}")
+        q, v = F.normalize(q.float(), dim=1), F.normalize(v.float(), dim=1)
+        if self.variant == "code":
+            return self._code(q, v, labels)
+        same = labels[:, None] == labels[None, :]
+        eye = torch.eye(labels.numel(), dtype=torch.bool, device=labels.device)
+        queries = eye | sample_mask(same & ~eye, self.m, generator)
+        negatives = sample_mask(~same, self.n, generator)
+        loss = _bns_paper_direction(q, v, queries, negatives, self.temperature)
+        if self.symmetric:
+            loss = 0.5 * (loss + _bns_paper_direction(v, q, queries, negatives, self.temperature))
+        return loss
+
+    def _code(self, q: Tensor, v: Tensor, labels: Tensor) -> Tensor:
+        z = torch.cat([q, v])
+        lab = labels.repeat(2)
+        same = lab[:, None] == lab[None, :]
+        eye = torch.eye(lab.numel(), dtype=torch.bool, device=lab.device)
+        e = torch.exp(_mm(z, z) / self.temperature)
+        pos = same & ~eye
+        pos_mean = torch.where(pos, e, 0.0).sum(1) / pos.sum(1).clamp_min(1)
+        neg_mean = torch.where(~same, e, 0.0).sum(1) / lab.numel()  # divided by 2B, as released
+        return -(F.logsigmoid(pos_mean) + F.logsigmoid(-neg_mean)).mean()

@@ -1,0 +1,1 @@
+"""Datasets (long-tailed profiles, readers) and the device-resident loader."""

@@ -1,0 +1,49 @@
+"""The dataset registry entries: one ``(spec: DataSpec) -> LTData`` builder per name.
+
+Imported by ``DATASETS`` on first lookup (``ltbench/registry.py``); it only imports the modules that
+define the builders. The first docstring line of each entry is what ``ltbench list`` prints.
+"""
+
+from __future__ import annotations
+
+from ltbench.data.base import DataSpec, LTData
+from ltbench.data.cifar import build_cifar_lt
+from ltbench.data.digits import build_digits_lt
+from ltbench.data.synthetic import build_synthetic_lt
+from ltbench.registry import DATASETS
+
+
+@DATASETS.register("cifar10_lt")
+def cifar10_lt(spec: DataSpec) -> LTData:
+    """CIFAR-10-LT (default IR 100, 12,406 images): torchvision pickles or an image folder under --data-root.
+
+    Protocol in METHODS.md §0.1: exp/step profile, ``ldam`` or ``first`` subset, val rule B holds out 100
+    images per class.
+    """
+    return build_cifar_lt("cifar10", spec)
+
+
+@DATASETS.register("cifar100_lt")
+def cifar100_lt(spec: DataSpec) -> LTData:
+    """CIFAR-100-LT (default IR 100, 10,847 images): torchvision pickles or an image folder under --data-root.
+
+    Protocol in METHODS.md §0.1; val rule B holds out 20 images per class.
+    """
+    return build_cifar_lt("cifar100", spec)
+
+
+@DATASETS.register("digits_lt")
+def digits_lt(spec: DataSpec) -> LTData:
+    """Long-tailed 8x8 digits bundled with scikit-learn (default IR 10, 527 images); the no-download default."""
+    return build_digits_lt(spec)
+
+
+# `ltbench run` with no arguments must finish in about a minute on a 2-core CPU (foundation issue):
+# the embedded dataset runs every method's recipe with the quick preset unless --preset/--epochs is given.
+digits_lt.default_presets = ("quick",)
+
+
+@DATASETS.register("synthetic_lt")
+def synthetic_lt(spec: DataSpec) -> LTData:
+    """Tiny generated 16x16 stripe images (default IR 10, ~240 images) for tests; no files needed."""
+    return build_synthetic_lt(spec)

@@ -1,0 +1,104 @@
+"""Device-resident mini-batches: samplers produce an epoch's index order, batches are gathered and
+augmented on the training device. Nothing here loops over images in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from ltbench.data.augment import Transform, normalise
+from ltbench.data.base import LTData
+from ltbench.errors import ConfigError
+
+SAMPLERS = ("instance", "class_balanced", "sqrt", "subset")
+
+
+def epoch_order(
+    sampler: str,
+    labels: torch.Tensor,
+    num_classes: int,
+    gen: torch.Generator,
+    subset: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Indices (into the training set) visited in one epoch.
+
+    instance: a random permutation. class_balanced: each draw picks a class uniformly, then one of its
+    images uniformly (METHODS.md §13 "RS"); sqrt: classes with probability ∝ sqrt(n_c). Both draw as many
+    samples as the training set has, so epochs have the same length. subset: a permutation of the
+    current subset (IP-DPP swaps it between epochs).
+    """
+    dev = labels.device
+    if sampler == "instance":
+        return torch.randperm(len(labels), generator=gen, device=dev)
+    if sampler == "subset":
+        if subset is None:
+            raise RuntimeError("subset sampler used before the method set a subset")
+        return subset[torch.randperm(len(subset), generator=gen, device=dev)]
+    if sampler not in ("class_balanced", "sqrt"):
+        raise ConfigError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+    counts = torch.bincount(labels, minlength=num_classes)
+    present = counts > 0
+    weights = present.double() if sampler == "class_balanced" else counts.double().sqrt()
+    cls = torch.multinomial(weights, len(labels), replacement=True, generator=gen)
+    by_class = torch.argsort(labels, stable=True)
+    offsets = torch.cumsum(counts, 0) - counts
+    within = (torch.rand(len(labels), generator=gen, device=dev, dtype=torch.float64) * counts[cls]).long()
+    return by_class[offsets[cls] + within]
+
+
+class DeviceBatches:
+    """One epoch of batches from uint8 tensors already on the device.
+
+    Each batch is a dict: ``x`` (normalised float images; a list of ``views`` tensors when views > 1),
+    ``y`` (labels) and ``index`` (positions in the training set, needed by SBCL and IP-DPP).
+    """
+
+    def __init__(
+        self,
+        data: LTData,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        order: torch.Tensor,
+        batch_size: int,
+        transform: Transform,
+        gen: torch.Generator,
+        views: int = 1,
+        drop_last: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        self.data, self.images, self.labels, self.order = data, images, labels, order
+        self.batch_size, self.transform, self.gen = batch_size, transform, gen
+        self.views, self.drop_last, self.channels_last = views, drop_last, channels_last
+
+    def __len__(self) -> int:
+        n = len(self.order)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.transform(x, self.data, self.gen)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __iter__(self) -> Iterator[dict]:
+        for b in range(len(self)):
+            idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
+            raw = self.images[idx]
+            xs = [self._prep(raw) for _ in range(self.views)]
+            yield {"x": xs[0] if self.views == 1 else xs, "y": self.labels[idx], "index": idx}
+
+
+def eval_batches(
+    data: LTData, images: torch.Tensor, batch_size: int, channels_last: bool = False
+) -> Iterator[torch.Tensor]:
+    """Un-augmented, normalised batches in dataset order (evaluation and feature extraction)."""
+    for start in range(0, len(images), batch_size):
+        x = normalise(images[start : start + batch_size], data)
+        yield x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def class_indices(labels: torch.Tensor, num_classes: int) -> Sequence[torch.Tensor]:
+    """Indices of each class, ascending (class-sorted index lists for per-class work)."""
+    order = torch.argsort(labels, stable=True)
+    counts = torch.bincount(labels, minlength=num_classes).tolist()
+    return list(torch.split(order, counts))

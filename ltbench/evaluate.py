@@ -1,0 +1,59 @@
+"""Evaluation, owned by the benchmark: logits on a split for the method's default prediction and its
+post-hoc variants, then every metric from ``ltbench.metrics``. The final epoch is what is reported.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ltbench.context import Context
+from ltbench.data.loader import eval_batches
+from ltbench.method import Method
+from ltbench.metrics import classification_metrics
+
+
+@torch.no_grad()
+def evaluate_logits(method: Method, model: nn.Module, ctx: Context, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """CPU float32 logits per prediction variant ("default" plus e.g. ``tau=0.5``), one forward pass."""
+    was_training = model.training
+    model.eval()
+    outs: dict[str, list[torch.Tensor]] = {}
+    try:
+        for x in eval_batches(ctx.data, images.to(ctx.device), ctx.eval_batch_size, ctx.channels_last):
+            with ctx.autocast():
+                variants = method.predict_variants(model, x) or {}
+                default = method.predict(model, x)
+            for name, logits in {"default": default, **variants}.items():
+                outs.setdefault(name, []).append(logits.float().cpu())
+    finally:
+        model.train(was_training)
+    return {k: torch.cat(v) for k, v in outs.items()}
+
+
+def evaluate(method: Method, model: nn.Module, ctx: Context, shots: tuple[int, int]) -> dict:
+    """Test metrics of the reported prediction; variants selected on validation data only (rule B).
+
+    Returns ``{"metrics": ..., "variants": {name: overall test acc}, "val": {...}, "chosen": name}``.
+    """
+    data = ctx.data
+    many, few = shots
+    test = evaluate_logits(method, model, ctx, data.test_x)
+    val_scores = None
+    if data.val_x is not None:
+        val = evaluate_logits(method, model, ctx, data.val_x)
+        val_scores = {k: float((v.argmax(1) == data.val_y).float().mean()) for k, v in val.items()}
+    chosen = method.choose_variant(val_scores) or "default"
+    metrics = classification_metrics(test[chosen], data.test_y, data.class_counts, many, few)
+    variants = {
+        k: classification_metrics(v, data.test_y, data.class_counts, many, few)
+        for k, v in test.items()
+        if k != "default"
+    }
+    return {
+        "metrics": metrics,
+        "chosen": chosen,
+        "val": val_scores,
+        "variants": {k: {m: v[m] for m in ("overall", "many", "medium", "few")} for k, v in variants.items()},
+        "test_logits": test[chosen],
+    }

@@ -1,0 +1,163 @@
+"""The method interface: a method declares, the trainer executes (ARCHITECTURE.md §2).
+
+A method never builds an optimizer, writes files or moves tensors to a device. It declares its
+hyper-parameters (``HP``: default, source, sweep range), its ``Stage``s, how to build the model, the loss
+of one training step, optional epoch hooks and an optional ``predict`` for post-hoc adjustments.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ltbench.trainer import Context
+
+
+@dataclass(frozen=True)
+class HP:
+    """A declared hyper-parameter.
+
+    ``source`` says where the default comes from (paper table, official config, or PROPOSAL), ``range``
+    is the sweep distribution (``("log", lo, hi)``, ``("uniform", lo, hi)``, ``("int", lo, hi)`` or
+    ``("choice", (a, b, ...))``) and ``epoch=True`` marks an epoch index that scales with the recipe
+    (``--preset quick`` turns a DRW switch at 160/200 into 16/20).
+    """
+
+    default: Any
+    source: str
+    range: tuple | None = None
+    help: str = ""
+    epoch: bool = False
+    choices: tuple | None = None
+    type: type | None = None
+
+    @property
+    def kind(self) -> type:
+        if self.type is not None:
+            return self.type
+        return type(self.default) if self.default is not None else str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage of a run, built from resolved hparams (epoch values already scaled)."""
+
+    name: str
+    epochs: int
+    lr: float
+    batch_size: int
+    optimizer: str = "sgd"  # sgd | adamw
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    no_decay_1d: bool = False  # no weight decay on biases and norm weights (AdamW convention)
+    schedule: str = "step"  # step | cosine | constant
+    warmup_epochs: float = 0.0
+    warmup_per_iter: bool = False  # per-iteration linear warm-up (contrastive/BNS) vs per-epoch (LDAM)
+    warmup_start: float = 0.0  # lr factor at the start of a per-iteration warm-up
+    milestones: tuple[tuple[float, float], ...] = ()  # (epoch, absolute lr factor) for "step"
+    final_lr_factor: float = 0.0  # cosine floor as a fraction of lr
+    sampler: str = "instance"  # instance | class_balanced | sqrt | subset
+    trainable: str = "all"  # all | head (backbone frozen, BN in eval mode, checked bit-identical)
+    reinit_head: bool = False
+    views: int = 1
+    transform: str = "standard"  # see ltbench.data.augment.TRANSFORMS
+    evaluate: bool = True  # False for stages without a classifier (contrastive pre-training)
+    drop_last: bool = False
+    grad_clip: float | None = None
+
+
+@dataclass
+class DataInfo:
+    """What a method may know about the data when it is built (never the test labels)."""
+
+    num_classes: int
+    class_counts: list[int]
+    image_size: int
+    dataset: str
+    train_labels: Any = None  # LongTensor of training labels (SBCL, IP-DPP need class membership)
+
+
+class Method(ABC):
+    """Base class of all methods; subclasses set the class variables and override what they need.
+
+    ``hp`` holds the resolved hyper-parameters (defaults, presets, ``--set`` overrides, epoch values
+    already scaled), ``info`` what the method may know about the training data.
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    hparams: ClassVar[dict[str, HP]] = {}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    default_backbone: ClassVar[str] = "resnet32"
+
+    def __init__(self, hp: dict[str, Any], info: DataInfo) -> None:
+        self.hp = hp
+        self.info = info
+
+    # ----------------------------------------------------------------------------------- declaration
+    @abstractmethod
+    def stages(self) -> list[Stage]:
+        """The stages of one run, built from ``self.hp`` (epoch hparams are already scaled by presets)."""
+
+    def build_model(self, backbone: nn.Module, num_classes: int, class_counts: list[int]) -> nn.Module:
+        """Default: backbone + linear head (``model.backbone`` / ``model.head`` are trainer conventions)."""
+        from ltbench.models.heads import linear_classifier
+
+        return linear_classifier(backbone, num_classes)
+
+    @abstractmethod
+    def training_step(self, model: nn.Module, batch: dict, stage: Stage, epoch: int) -> dict:
+        """Loss of one batch: returns a dict with a ``loss`` tensor; other tensor keys are logged."""
+
+    # ----------------------------------------------------------------------------------- optional hooks
+    def adapt_model(self, model: nn.Module, stage: Stage) -> None:
+        """Structural changes a stage needs, e.g. a fresh head (cRT). Called at the stage's start and, on
+        resume, for every stage up to the current one before the checkpoint's weights are loaded."""
+        if stage.reinit_head:
+            model.head = self.new_head(model).to(next(model.parameters()).device)
+
+    def new_head(self, model: nn.Module) -> nn.Module:
+        """A freshly initialised head for ``reinit_head`` stages (default: linear)."""
+        from ltbench.models.heads import new_linear
+
+        return new_linear(model.backbone.feature_dim, self.num_classes)
+
+    def on_stage_start(self, stage: Stage, model: nn.Module, ctx: Context) -> None:
+        """Called before the first epoch of a stage (also on resume)."""
+
+    def on_epoch_start(self, stage: Stage, epoch: int, model: nn.Module, ctx: Context) -> None:
+        """Called before every epoch: DRW switches, re-clustering, subset refresh."""
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    def predict_variants(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """Several post-hoc predictions from one forward pass (e.g. the τ-norm curve), or None."""
+        return None
+
+    def choose_variant(self, val_scores: dict[str, float] | None) -> str | None:
+        """Which variant is the reported one: selected on validation data if given, never on test."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Mutable method state that must survive a resume (cluster labels, subsets, weights)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (stateless methods have nothing to restore)."""
+
+    # ----------------------------------------------------------------------------------- helpers
+    @property
+    def counts(self) -> list[int]:
+        return self.info.class_counts
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes

@@ -1,0 +1,1 @@
+"""Backbones (return pooled features) and heads (features -> logits), kept separate on purpose."""

@@ -1,0 +1,75 @@
+"""Optimizers and learning-rate schedules. Only the trainer calls these (methods declare Stages).
+
+Schedules are pure functions of (stage, epoch, iteration), so a resumed run needs no scheduler state and
+lands on exactly the learning rate an uninterrupted run would use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ltbench.errors import ConfigError
+from ltbench.method import Stage
+
+
+def param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float, no_decay_1d: bool) -> list[dict]:
+    """Split parameters so biases and norm weights (1-D tensors) get no weight decay when asked.
+
+    The AdamW recipes (BNS code, ViT/DeiT) exclude them; the SGD CIFAR recipes decay everything.
+    """
+    if not no_decay_1d:
+        return [{"params": [p for _, p in params], "weight_decay": weight_decay}]
+    decay = [p for n, p in params if p.ndim > 1 and not n.endswith(".bias")]
+    no_decay = [p for n, p in params if not (p.ndim > 1 and not n.endswith(".bias"))]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(params: list[tuple[str, nn.Parameter]], stage: Stage) -> torch.optim.Optimizer:
+    groups = param_groups(params, stage.weight_decay, stage.no_decay_1d)
+    if stage.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, nesterov=stage.nesterov)
+    if stage.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=stage.lr, betas=stage.betas)
+    raise ConfigError(f"unknown optimizer {stage.optimizer!r}; known: sgd, adamw")
+
+
+def lr_factor(stage: Stage, epoch: int, it: int, iters_per_epoch: int) -> float:
+    """Multiplier of ``stage.lr`` at iteration ``it`` of 0-based ``epoch``.
+
+    - per-epoch warm-up (LDAM-DRW/RIDE): factor (epoch+1)/W for epoch < W — lr·e/5 for 1-based e ≤ 5;
+    - per-iteration warm-up (contrastive, BNS): linear from ``warmup_start`` to 1 over W epochs;
+    - then "step": the factor of the last milestone reached; "cosine": half cycle to ``final_lr_factor``
+      over the epochs after warm-up (per iteration); "constant": 1.
+    """
+    t = epoch + it / max(1, iters_per_epoch)
+    w = stage.warmup_epochs
+    if w > 0:
+        if stage.warmup_per_iter and t < w:
+            return stage.warmup_start + (1 - stage.warmup_start) * t / w
+        if not stage.warmup_per_iter and epoch < w:
+            return min(1.0, (epoch + 1) / w)
+    if stage.schedule == "step":
+        factor = 1.0
+        for m, f in stage.milestones:
+            if epoch >= m:
+                factor = f
+        return factor
+    if stage.schedule == "cosine":
+        span = max(1e-8, stage.epochs - w)
+        progress = min(1.0, max(0.0, (t - w) / span))
+        lo = stage.final_lr_factor
+        return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * progress))
+    if stage.schedule == "constant":
+        return 1.0
+    raise ConfigError(f"unknown schedule {stage.schedule!r}; known: step, cosine, constant")
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr

@@ -1,0 +1,42 @@
+"""Training recipes shared by several methods, as declared hparams plus the Stage they build.
+
+Keeping them here means a method states *which* recipe it follows (and overrides what differs), instead
+of repeating learning rates and milestones in every module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ltbench.method import HP, Stage
+
+# The LDAM-DRW CIFAR recipe (kaidic/LDAM-DRW cifar_train.py), used by CE, Focal, LDAM-DRW and most
+# CIFAR-LT papers: METHODS.md §1.
+LDAM_CIFAR: dict[str, HP] = {
+    "epochs": HP(200, "LDAM-DRW CIFAR recipe (METHODS.md §1)", help="epochs of the main stage", epoch=True),
+    "lr": HP(0.1, "LDAM-DRW CIFAR recipe (§1)", range=("log", 0.01, 0.5)),
+    "batch_size": HP(128, "LDAM-DRW CIFAR recipe (§1)", range=("choice", (64, 128, 256))),
+    "momentum": HP(0.9, "LDAM-DRW CIFAR recipe (§1)"),
+    "weight_decay": HP(2e-4, "LDAM-DRW CIFAR recipe (§1)", range=("log", 5e-5, 1e-3)),
+    "warmup_epochs": HP(5, "LDAM-DRW: linear warm-up over the first 5 epochs (§1)", epoch=True),
+    "lr_drop_1": HP(160, "LDAM-DRW: lr x0.01 from epoch 160 (§1)", epoch=True),
+    "lr_drop_2": HP(180, "LDAM-DRW: lr x0.0001 from epoch 180 (§1)", epoch=True),
+}
+
+
+def ldam_cifar_stage(hp: dict[str, Any], name: str = "train", **overrides: Any) -> Stage:
+    """The single SGD stage of the LDAM-DRW CIFAR recipe, from resolved hparams (epoch values scaled)."""
+    fields: dict[str, Any] = dict(
+        name=name,
+        epochs=hp["epochs"],
+        lr=hp["lr"],
+        batch_size=hp["batch_size"],
+        optimizer="sgd",
+        momentum=hp["momentum"],
+        weight_decay=hp["weight_decay"],
+        schedule="step",
+        warmup_epochs=hp["warmup_epochs"],
+        milestones=((hp["lr_drop_1"], 0.01), (hp["lr_drop_2"], 1e-4)),
+    )
+    fields.update(overrides)
+    return Stage(**fields)

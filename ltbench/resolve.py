@@ -1,0 +1,102 @@
+"""Resolve a RunConfig against its method: defaults, presets, ``--set`` overrides and epoch scaling.
+
+The result is what config.json records, so a run directory always says exactly which recipe ran.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ltbench.config import QUICK_EPOCHS, SCALE_PRESETS, RunConfig, parse_value
+from ltbench.errors import ConfigError
+from ltbench.method import HP
+
+
+@dataclass
+class Resolved:
+    hp: dict[str, Any]
+    backbone: str
+    scale: float
+    presets: tuple[str, ...]
+    shots: tuple[int, int] = (100, 20)
+
+
+def per_dataset(value: Any, dataset: str) -> Any:
+    """Preset values may depend on the dataset: ``{"cifar100_lt": a, "*": b}``."""
+    if isinstance(value, dict):
+        return value.get(dataset, value.get("*"))
+    return value
+
+
+def scale_epoch(value: Any, scale: float) -> Any:
+    """Scale an epoch hparam: integers round half up and stay >= 1 unless they were 0; floats scale."""
+    if scale == 1.0 or value is None:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 0 if value == 0 else max(1, math.floor(value * scale + 0.5))
+    return float(value) * scale
+
+
+def check_value(key: str, value: Any, spec: HP) -> Any:
+    """Type-check (and parse, for strings from the command line) one override."""
+    kind = spec.kind
+    if isinstance(value, str) and kind is not str:
+        value = parse_value(value, kind, key)
+    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif kind in (tuple, list) and isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"--set {key}={value!r}: expected {kind.__name__}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"--set {key}={value!r}: must be one of {', '.join(map(str, spec.choices))}")
+    return value
+
+
+def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] = ()) -> Resolved:
+    """Defaults -> method presets -> ``--set`` overrides; then ``quick``/``--epochs`` scaling."""
+    specs: dict[str, HP] = method_cls.hparams
+    hp = {k: v.default for k, v in specs.items()}
+    presets = cfg.preset or (dataset_presets if cfg.epochs is None else ())
+    backbone, shots = None, None
+    for name in presets:
+        if name in SCALE_PRESETS:
+            continue
+        if name not in method_cls.presets:
+            valid = ", ".join(list(SCALE_PRESETS) + sorted(method_cls.presets))
+            raise ConfigError(f"unknown preset {name!r} for method {cfg.method!r}; valid: {valid}")
+        for key, value in method_cls.presets[name].items():
+            value = per_dataset(value, cfg.dataset)
+            if key == "backbone":
+                backbone = value
+            elif key == "shots":
+                shots = tuple(value)
+            else:
+                hp[key] = value
+    explicit = set()
+    for key, value in cfg.hparams.items():
+        if key not in specs:
+            raise ConfigError(f"method {cfg.method!r} has no hparam {key!r}; valid: {', '.join(sorted(specs))}")
+        hp[key] = check_value(key, value, specs[key])
+        explicit.add(key)
+    scale = 1.0
+    if "epochs" in hp:
+        full = hp["epochs"]
+        if cfg.epochs is not None:
+            scale = cfg.epochs / full
+        elif "quick" in presets:
+            scale = min(1.0, QUICK_EPOCHS / full)
+    for key, spec in specs.items():
+        if spec.epoch and key not in explicit:
+            hp[key] = scale_epoch(hp[key], scale)
+    if cfg.epochs is not None and "epochs" in hp:
+        hp["epochs"] = cfg.epochs
+    return Resolved(
+        hp=hp,
+        backbone=cfg.backbone or backbone or method_cls.default_backbone,
+        scale=scale,
+        presets=tuple(presets),
+        shots=tuple(cfg.shots or shots or (100, 20)),
+    )

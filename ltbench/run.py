@@ -1,0 +1,220 @@
+"""One run end to end: resolve, load data, build, train (resumable), evaluate, write the record.
+
+The run directory (ARCHITECTURE.md §4) is ``<out>/<sweep>/<run_id>/``: config.json first, log.jsonl per
+epoch, ckpt.pt every epoch, result.json atomically at the end, then ``done``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from ltbench.config import RunConfig
+from ltbench.context import Context
+from ltbench.data.base import DataSpec, LTData
+from ltbench.data.longtail import index_hash, shot_groups
+from ltbench.errors import LTBenchError
+from ltbench.evaluate import evaluate
+from ltbench.method import DataInfo, Method
+from ltbench.metrics import weight_norm_stats
+from ltbench.models.backbones import build_backbone
+from ltbench.models.heads import class_weight_matrix
+from ltbench.records import RunLock, env_info, read_json, run_state, write_json_atomic, write_result
+from ltbench.registry import DATASETS, METHODS
+from ltbench.resolve import Resolved, resolve
+from ltbench.runtime import configure_threads, resolve_device, resolve_precision, seed_everything
+from ltbench.trainer import Diverged, Trainer
+
+
+def load_data(cfg: RunConfig) -> LTData:
+    spec = DataSpec(
+        root=Path(cfg.data_root).expanduser() if cfg.data_root else None,
+        imbalance_ratio=cfg.imbalance_ratio,
+        profile=cfg.profile,
+        subset=cfg.subset,
+        val=cfg.val,
+    )
+    return DATASETS.get(cfg.dataset)(spec)
+
+
+def prepare(cfg: RunConfig) -> tuple[type[Method], Resolved]:
+    """Validate names and hparams before any data is touched (fast, clear errors)."""
+    method_cls = METHODS.get(cfg.method)
+    if cfg.ssp:
+        from methods.ssp import with_ssp
+
+        method_cls = with_ssp(method_cls)
+    builder = DATASETS.get(cfg.dataset)
+    resolved = resolve(cfg, method_cls, getattr(builder, "default_presets", ()))
+    from ltbench.registry import BACKBONES
+
+    BACKBONES.get(resolved.backbone)
+    return method_cls, resolved
+
+
+def model_cost(model: torch.nn.Module, method: Method, image_shape: tuple[int, ...], device: torch.device) -> dict:
+    """Parameters and FLOPs of one test-time forward pass on one image (RIDE's fairness concern)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            method.predict(model, torch.zeros((1, *image_shape), device=device))
+        flops = counter.get_total_flops()
+    finally:
+        model.train(was_training)
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "gflops": flops / 1e9,
+        "flops_note": "torch FlopCounterMode, 1 image, test-time forward; 1 MAC = 2 FLOPs",
+    }
+
+
+def data_record(data: LTData, shots: tuple[int, int]) -> dict:
+    many, few = shots
+    return {
+        "name": data.name,
+        "num_classes": data.num_classes,
+        "classes": data.classes,
+        "class_counts": data.class_counts,
+        "train_size": len(data.train_y),
+        "test_size": len(data.test_y),
+        "val_size": 0 if data.val_y is None else len(data.val_y),
+        "image_size": data.image_size,
+        "shots": {"many": many, "few": few},
+        "groups": shot_groups(data.class_counts, many, few),
+        "provenance": data.provenance,
+        "train_label_hash": index_hash(data.train_y.numpy()),
+    }
+
+
+def execute(cfg: RunConfig, progress: bool = True) -> dict:
+    """Run (or resume, or report) one configuration; returns its result record."""
+    run_dir = cfg.run_dir
+    if run_state(run_dir) == "done":
+        if progress:
+            print(f"ltbench: {run_dir} is already done (delete it to rerun)", file=sys.stderr)
+        return read_json(run_dir / "result.json")
+    method_cls, resolved = prepare(cfg)
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        raise LTBenchError(
+            f"{run_dir} is being trained by another process (its run.lock is held); wait for it or stop that process"
+        )
+    try:
+        return _execute_locked(cfg, method_cls, resolved, progress)
+    finally:
+        lock.release()
+
+
+def _execute_locked(cfg: RunConfig, method_cls: type[Method], resolved: Resolved, progress: bool) -> dict:
+    run_dir = cfg.run_dir
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    threads = configure_threads(cfg.threads)
+    t_start = time.time()
+    data = load_data(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base = {
+        "run_id": cfg.run_id,
+        "config": dataclasses.asdict(cfg),
+        "resolved": dataclasses.asdict(resolved),
+        "run_dir": str(run_dir),
+    }
+    if not (run_dir / "config.json").exists():
+        write_json_atomic(run_dir / "config.json", base)
+    if progress:
+        print(
+            f"ltbench: {cfg.method} on {data.summary()}\n  run dir {run_dir} | backbone {resolved.backbone} | "
+            f"{device.type} {precision} {threads} threads | scale {resolved.scale:g}",
+            file=sys.stderr,
+        )
+    env = env_info(device.type, precision, threads)
+    try:
+        record = _train_and_evaluate(cfg, method_cls, resolved, data, device, precision, progress)
+    except (Diverged, Exception) as exc:
+        error = str(exc) if isinstance(exc, LTBenchError) else traceback.format_exc()
+        write_result(
+            run_dir, {**base, "status": "failed", "error": error, "env": env, "data": data_record(data, resolved.shots)}
+        )
+        raise
+    record.update(base)
+    record.update(status="done", error=None, env=env, data=data_record(data, resolved.shots))
+    record["timing"]["wall_seconds"] = round(time.time() - t_start, 2)
+    write_result(run_dir, record)
+    return record
+
+
+def _train_and_evaluate(
+    cfg: RunConfig,
+    method_cls: type[Method],
+    resolved: Resolved,
+    data: LTData,
+    device: torch.device,
+    precision: str,
+    progress: bool,
+) -> dict:
+    seed_everything(cfg.seed, cfg.deterministic)
+    info = DataInfo(
+        num_classes=data.num_classes,
+        class_counts=list(data.class_counts),
+        image_size=data.image_size,
+        dataset=data.name,
+        train_labels=data.train_y.to(device),
+    )
+    method = method_cls(dict(resolved.hp), info)
+    backbone = build_backbone(resolved.backbone, data.image_size)
+    model = method.build_model(backbone, data.num_classes, list(data.class_counts)).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    ctx = Context(data, device, precision, channels_last=True)
+    trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress)
+    state = trainer.fit()
+    ev = evaluate(method, model, ctx, resolved.shots)
+    metrics = ev["metrics"]
+    weight = class_weight_matrix(model.head)
+    if weight is not None:
+        metrics.update(weight_norm_stats(weight))
+    stages = {
+        name: {**t, "images_per_s": round(t["images"] / max(t["seconds"], 1e-9), 1)} for name, t in state.timing.items()
+    }
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    if progress:
+        print_summary(cfg, metrics)
+    return {
+        "metrics": metrics,
+        "chosen_variant": ev["chosen"],
+        "variants": ev["variants"],
+        "val": ev["val"],
+        "model": model_cost(model, method, tuple(data.test_x.shape[1:]), device),
+        "timing": {"stages": stages, "peak_memory_mb": round(peak, 1)},
+        "extras": ctx.records,
+    }
+
+
+def fmt_pct(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.2f}"
+
+
+def print_summary(cfg: RunConfig, m: dict) -> None:
+    from tabulate import tabulate
+
+    rows = [[cfg.method, fmt_pct(m["many"]), fmt_pct(m["medium"]), fmt_pct(m["few"]), fmt_pct(m["overall"])]]
+    heads = [
+        "method",
+        f"many ({m['many_classes']})",
+        f"medium ({m['medium_classes']})",
+        f"few ({m['few_classes']})",
+        "overall",
+    ]
+    print(tabulate(rows, heads, tablefmt="github"))

@@ -1,0 +1,229 @@
+"""The one training loop. Executes a method's Stages: optimizer + schedule, AMP, checkpoint every epoch
+and resume, seeded randomness, the NaN guard, evaluation every N epochs, progress and log files.
+
+Randomness is re-seeded from (seed, stage, epoch) at the start of every epoch, so resuming from an
+epoch checkpoint replays exactly what an uninterrupted run would have done (no RNG state to carry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ltbench.context import Context
+from ltbench.data.augment import get_transform
+from ltbench.data.loader import DeviceBatches, epoch_order
+from ltbench.errors import LTBenchError
+from ltbench.evaluate import evaluate_logits
+from ltbench.method import Method, Stage
+from ltbench.optim import build_optimizer, lr_factor, set_lr
+from ltbench.progress import Progress
+from ltbench.records import append_jsonl, truncate_log
+
+CHECK_EVERY = 20  # steps between NaN checks / host syncs (one sync per check, none inside the step)
+
+
+class Diverged(LTBenchError):
+    """The loss became NaN or infinite: the run stops with status ``failed`` and this reason."""
+
+
+@dataclass
+class TrainState:
+    stage: int = 0
+    epoch: int = 0  # next epoch to run within ``stage``
+    timing: dict = field(default_factory=dict)
+    backbone_hash: str | None = None
+
+
+def seed_for(seed: int, *parts: int) -> int:
+    """A 63-bit seed derived from the run seed and (stage, epoch): independent streams per epoch."""
+    h = hashlib.sha256(repr((seed,) + parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def backbone_hash(model: nn.Module) -> str:
+    """Digest of every backbone tensor (weights and BN buffers) for the head-only-stage check."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.backbone.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class Trainer:
+    def __init__(
+        self,
+        method: Method,
+        model: nn.Module,
+        ctx: Context,
+        run_dir: Path,
+        seed: int,
+        eval_every: int = 10,
+        progress: bool = True,
+    ) -> None:
+        self.method, self.model, self.ctx, self.run_dir = method, model, ctx, Path(run_dir)
+        self.seed, self.eval_every = seed, eval_every
+        self.stages = method.stages()
+        self.progress = Progress(self.stages, len(ctx.train_y), enabled=progress)
+        self.ckpt_path = self.run_dir / "ckpt.pt"
+        self.log_path = self.run_dir / "log.jsonl"
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, state: TrainState) -> None:
+        blob = {
+            "state": state.__dict__,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "method": self.method.state_dict(),
+            "ctx": self.ctx.state_dict(),
+        }
+        tmp = self.ckpt_path.with_name(f".ckpt.{os.getpid()}.tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def load(self) -> tuple[TrainState, dict | None]:
+        """The checkpoint's state, or a fresh one if there is none or it is unreadable (then: restart)."""
+        if not self.ckpt_path.exists():
+            return TrainState(), None
+        try:
+            blob = torch.load(self.ckpt_path, map_location=self.ctx.device, weights_only=False)
+            state = TrainState(**blob["state"])
+        except Exception as exc:  # truncated/corrupt file: say so and start over
+            print(f"ltbench: checkpoint {self.ckpt_path} is unreadable ({type(exc).__name__}); starting over")
+            self.ckpt_path.unlink(missing_ok=True)
+            self.log_path.unlink(missing_ok=True)
+            return TrainState(), None
+        for stage in self.stages[: state.stage + 1]:  # structural head changes before loading weights
+            self.method.adapt_model(self.model, stage)
+        self.model.load_state_dict(blob["model"])
+        self.method.load_state_dict(blob["method"])
+        self.ctx.load_state_dict(blob["ctx"])
+        done = (state.stage, state.epoch)
+        truncate_log(self.log_path, lambda e: (e["stage"], e["epoch"] + 1) <= done)
+        return state, blob.get("optimizer")
+
+    # ------------------------------------------------------------------ stage setup
+    def _setup_stage(self, idx: int, stage: Stage, fresh: bool) -> None:
+        model = self.model
+        if fresh:
+            self.method.adapt_model(model, stage)
+        head_only = stage.trainable == "head"
+        model.backbone.requires_grad_(not head_only)
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not params:
+            raise LTBenchError(f"stage {stage.name!r} has no trainable parameters")
+        self.optimizer = build_optimizer(params, stage)
+
+    def _train_mode(self, stage: Stage) -> None:
+        self.model.train()
+        if stage.trainable == "head":
+            self.model.backbone.eval()  # frozen backbone: BN statistics must not move
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainState:
+        state, opt_state = self.load()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for idx in range(state.stage, len(self.stages)):
+            stage = self.stages[idx]
+            fresh = not (idx == state.stage and state.epoch > 0)
+            self._setup_stage(idx, stage, fresh)
+            if not fresh and opt_state is not None:
+                self.optimizer.load_state_dict(opt_state)
+            if fresh:
+                state.backbone_hash = backbone_hash(self.model) if stage.trainable == "head" else None
+            torch.manual_seed(seed_for(self.seed, idx, -1))
+            self.method.on_stage_start(stage, self.model, self.ctx)
+            for epoch in range(state.epoch if not fresh else 0, stage.epochs):
+                self._run_epoch(idx, stage, epoch, state)
+                state.stage, state.epoch = idx, epoch + 1
+                self.save(state)
+            if stage.trainable == "head" and backbone_hash(self.model) != state.backbone_hash:
+                raise RuntimeError(f"stage {stage.name!r} is head-only but the backbone changed (bug)")
+            state.stage, state.epoch = idx + 1, 0
+            opt_state = None
+        self.progress.close()
+        return state
+
+    def _run_epoch(self, idx: int, stage: Stage, epoch: int, state: TrainState) -> None:
+        ctx, model, opt = self.ctx, self.model, self.optimizer
+        torch.manual_seed(seed_for(self.seed, idx, epoch))
+        ctx.generator.manual_seed(seed_for(self.seed, idx, epoch, 1))
+        ctx.epoch_log = {}
+        self.method.on_epoch_start(stage, epoch, model, ctx)
+        order = epoch_order(stage.sampler, ctx.train_y, ctx.data.num_classes, ctx.generator, ctx.subset)
+        batches = DeviceBatches(
+            ctx.data,
+            ctx.train_x,
+            ctx.train_y,
+            order,
+            stage.batch_size,
+            get_transform(stage.transform),
+            ctx.generator,
+            stage.views,
+            stage.drop_last,
+            ctx.channels_last,
+        )
+        self._train_mode(stage)
+        sums: dict[str, torch.Tensor] = {}
+        n_steps, n_images, t0 = len(batches), 0, time.perf_counter()
+        self.progress.start_epoch(idx, epoch, n_steps)
+        for it, batch in enumerate(batches):
+            set_lr(opt, stage.lr * lr_factor(stage, epoch, it, n_steps))
+            with ctx.autocast():
+                out = self.method.training_step(model, batch, stage, epoch)
+            loss = out["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if stage.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
+            opt.step()
+            for k, v in out.items():
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    sums[k] = sums.get(k, 0) + v.detach().float()
+            n_images += len(batch["y"])
+            if (it + 1) % CHECK_EVERY == 0 or it + 1 == n_steps:
+                self._check_finite(sums["loss"], idx, epoch, it)
+                self.progress.step(it + 1, float(sums["loss"]) / (it + 1), n_images / (time.perf_counter() - t0))
+        seconds = time.perf_counter() - t0
+        entry = {
+            "stage": idx,
+            "stage_name": stage.name,
+            "epoch": epoch,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+            "images_per_s": round(n_images / max(seconds, 1e-9), 1),
+        }
+        entry.update({k: float(v) / max(1, n_steps) for k, v in sums.items()})
+        entry.update(ctx.epoch_log)
+        if self._should_eval(stage, epoch):
+            entry["test_acc"] = self._quick_eval()
+        append_jsonl(self.log_path, entry)
+        tim = state.timing.setdefault(stage.name, {"seconds": 0.0, "images": 0})
+        tim["seconds"] += seconds
+        tim["images"] += n_images
+        self.progress.end_epoch(entry)
+
+    def _check_finite(self, loss_sum: torch.Tensor, idx: int, epoch: int, it: int) -> None:
+        value = float(loss_sum)
+        if not math.isfinite(value):
+            raise Diverged(
+                f"loss became {value} in stage {self.stages[idx].name!r}, epoch {epoch + 1}, "
+                f"by step {it + 1}; lower the learning rate or check the data"
+            )
+
+    def _should_eval(self, stage: Stage, epoch: int) -> bool:
+        last = epoch + 1 == stage.epochs
+        return stage.evaluate and self.eval_every > 0 and (epoch + 1) % self.eval_every == 0 and not last
+
+    def _quick_eval(self) -> float:
+        """Test accuracy for the training curve only (logged, never used to select anything)."""
+        logits = evaluate_logits(self.method, self.model, self.ctx, self.ctx.data.test_x)["default"]
+        return float((logits.argmax(1).cpu() == self.ctx.data.test_y).float().mean())

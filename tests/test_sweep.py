@@ -1,0 +1,114 @@
+"""Sweeps: expansion, per-hparam seeding, states, and the debug/local launchers (fast, synthetic data)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ltbench.launch import submit
+from ltbench.sweep import SweepSpec, expand, load_spec, random_hparams, states, to_launch
+
+
+def _spec(**kw) -> SweepSpec:
+    base = dict(
+        name="t",
+        methods=["ce", "focal"],
+        datasets=["synthetic_lt"],
+        seeds=[0, 1],
+        run={"epochs": 1, "eval_every": 0, "precision": "fp32", "device": "cpu"},
+    )
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+def test_expand_grid_and_ids_are_stable(tmp_path):
+    configs = expand(_spec(grids={"focal": {"gamma": [1.0, 2.0]}}), out=str(tmp_path))
+    assert len(configs) == 2 + 4  # ce x 2 seeds, focal x 2 gammas x 2 seeds
+    assert len({c.run_id for c in configs}) == len(configs)
+    assert [c.run_id for c in expand(_spec(grids={"focal": {"gamma": [1.0, 2.0]}}), out=str(tmp_path))] == [
+        c.run_id for c in configs
+    ]
+    assert all(c.run_dir.parent == tmp_path / "t" for c in configs)
+
+
+def test_random_hparams_are_seeded_per_hparam(monkeypatch):
+    from ltbench.method import HP
+    from ltbench.registry import METHODS
+
+    focal = METHODS.get("focal")
+    before = random_hparams("focal", "cifar10_lt", 3)
+    monkeypatch.setattr(focal, "hparams", {**focal.hparams, "zzz_new": HP(1.0, "test", range=("uniform", 0, 1))})
+    after = random_hparams("focal", "cifar10_lt", 3)
+    assert {k: after[k] for k in before} == before  # adding an hparam does not reshuffle the others
+    assert random_hparams("focal", "cifar10_lt", 4) != before
+
+
+def test_spec_file_errors_are_clear(tmp_path):
+    from ltbench.errors import ConfigError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sweep]\nmethods = ["ce"]\ndatasets = ["x"]\nlearning_rate = 1\n')
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_spec(bad)
+
+
+def test_debug_launcher_runs_everything_then_nothing(tmp_path):
+    configs = expand(_spec(), out=str(tmp_path))
+    jobs = submit(to_launch(configs), "debug", tmp_path / ".submitit")
+    assert [j.result() for j in jobs] == ["done"] * 4
+    assert len(states(configs)["done"]) == 4
+    assert to_launch(configs) == []  # relaunching submits nothing
+
+
+def test_failed_run_is_shown_and_retried(tmp_path):
+    configs = expand(
+        _spec(
+            methods=["ce"],
+            seeds=[0],
+            run={"epochs": 1, "eval_every": 0, "device": "cpu", "precision": "fp32"},
+            grids={"ce": {"lr": [1e30]}},
+        ),
+        out=str(tmp_path),
+    )
+    [job] = submit(configs, "debug", tmp_path / ".submitit")
+    assert job.result().startswith("failed: loss became")
+    assert states(configs)["failed"] == configs
+    assert to_launch(configs) == [] and to_launch(configs, retry_failed=True) == configs
+    out = subprocess.run(
+        [sys.executable, "-m", "ltbench.cli", "status", str(tmp_path / "t")], capture_output=True, text=True
+    )
+    assert "failed 1" in out.stdout and "loss became" in out.stdout
+
+
+def test_local_launcher_runs_in_subprocesses(tmp_path):
+    configs = expand(_spec(methods=["ce"], seeds=[0]), out=str(tmp_path))
+    [job] = submit(configs, "local", tmp_path / ".submitit")
+    assert job.result() == "done"
+    rec = json.loads((configs[0].run_dir / "result.json").read_text())
+    assert rec["status"] == "done"
+
+
+def test_cli_dry_run_counts(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "ltbench.cli",
+        "sweep",
+        "--methods",
+        "ce",
+        "--datasets",
+        "synthetic_lt",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "d",
+        "--dry-run",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "pending 2" in out.stdout and out.stdout.count("would launch") == 2

@@ -1,0 +1,95 @@
+"""The trainer end to end on the synthetic dataset: records, resume, NaN guard, schedules."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from ltbench.method import Stage
+from ltbench.optim import lr_factor
+from ltbench.records import run_state
+from ltbench.run import execute
+from tests.conftest import tiny_config
+
+
+def test_run_writes_the_run_directory(out_dir):
+    cfg = tiny_config(out_dir)
+    rec = execute(cfg, progress=False)
+    d = cfg.run_dir
+    assert {p.name for p in d.iterdir()} >= {"config.json", "log.jsonl", "ckpt.pt", "result.json", "done"}
+    assert rec["status"] == "done" and run_state(d) == "done"
+    res = json.loads((d / "result.json").read_text())
+    assert res["schema_version"] == 1 and res["run_id"] == cfg.run_id
+    m = res["metrics"]
+    assert set(m) >= {"overall", "many", "medium", "few", "per_class", "macro_f1", "g_mean", "ece"}
+    assert len(m["per_class"]) == res["data"]["num_classes"]
+    assert res["data"]["class_counts"] == sorted(res["data"]["class_counts"], reverse=True)
+    assert res["model"]["params"] > 0 and res["model"]["gflops"] > 0
+    assert res["env"]["precision"] == "fp32"
+    log = [json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1]
+    # a second call reports the finished run instead of training again
+    assert execute(cfg, progress=False)["metrics"] == res["metrics"]
+
+
+def test_resume_after_interruption_gives_identical_metrics(out_dir, tmp_path):
+    full = execute(tiny_config(out_dir, epochs=4), progress=False)
+    cfg = tiny_config(tmp_path / "other", epochs=4)
+    import ltbench.trainer as trainer_mod
+
+    original = trainer_mod.Trainer._run_epoch
+    calls = {"n": 0}
+
+    def crash_after_two(self, *a, **k):
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(self, *a, **k)
+
+    trainer_mod.Trainer._run_epoch = crash_after_two
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            execute(cfg, progress=False)
+    finally:
+        trainer_mod.Trainer._run_epoch = original
+    assert run_state(cfg.run_dir) == "incomplete"
+    resumed = execute(cfg, progress=False)
+    assert resumed["metrics"]["per_class"] == full["metrics"]["per_class"]
+    assert resumed["metrics"]["overall"] == full["metrics"]["overall"]
+    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1, 2, 3]
+
+
+def test_nan_loss_stops_the_run_as_failed(out_dir):
+    from ltbench.trainer import Diverged
+
+    cfg = tiny_config(out_dir, hparams={"lr": 1e30})
+    with pytest.raises(Diverged, match="loss became"):
+        execute(cfg, progress=False)
+    res = json.loads((cfg.run_dir / "result.json").read_text())
+    assert res["status"] == "failed" and "loss became" in res["error"]
+    assert run_state(cfg.run_dir) == "failed"
+
+
+def test_ldam_step_schedule_by_hand():
+    s = Stage("s", epochs=200, lr=0.1, batch_size=128, warmup_epochs=5, milestones=((160, 0.01), (180, 1e-4)))
+    assert [lr_factor(s, e, 0, 10) for e in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    assert lr_factor(s, 159, 5, 10) == 1.0
+    assert lr_factor(s, 160, 0, 10) == 0.01 and lr_factor(s, 199, 9, 10) == 1e-4
+
+
+def test_cosine_schedule_with_iteration_warmup():
+    s = Stage(
+        "s", epochs=10, lr=1.0, batch_size=8, schedule="cosine", warmup_epochs=2, warmup_per_iter=True, warmup_start=0.0
+    )
+    assert lr_factor(s, 0, 0, 4) == 0.0
+    assert lr_factor(s, 1, 0, 4) == pytest.approx(0.5)
+    assert lr_factor(s, 2, 0, 4) == pytest.approx(1.0)
+    assert lr_factor(s, 6, 0, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_bf16_autocast_path_runs_on_cpu(out_dir):
+    rec = execute(tiny_config(out_dir, precision="bf16", epochs=1), progress=False)
+    assert rec["env"]["precision"] == "bf16" and rec["status"] == "done"
+    assert torch.isfinite(torch.tensor(rec["metrics"]["overall"]))
