@@ -25,14 +25,15 @@ class HP:
     ``source`` says where the default comes from (paper table, official config, or PROPOSAL), ``range``
     is the sweep distribution (``("log", lo, hi)``, ``("uniform", lo, hi)``, ``("int", lo, hi)`` or
     ``("choice", (a, b, ...))``) and ``epoch=True`` marks an epoch index that scales with the recipe
-    (``--preset quick`` turns a DRW switch at 160/200 into 16/20).
+    (``--preset quick`` turns a DRW switch at 160/200 into 16/20); ``epoch="ft_epochs"`` ties an epoch value
+    to another stage's length hparam, so two-stage recipes scale each stage on its own (1000 + 200 -> 20 + 20).
     """
 
     default: Any
     source: str
     range: tuple | None = None
     help: str = ""
-    epoch: bool = False
+    epoch: bool | str = False
     choices: tuple | None = None
     type: type | None = None
 

@@ -55,6 +55,27 @@ def check_value(key: str, value: Any, spec: HP) -> Any:
     return value
 
 
+def _group(key: str, spec: HP) -> str:
+    """The stage-length hparam an epoch hparam is relative to (``epoch=True`` means ``epochs``)."""
+    return spec.epoch if isinstance(spec.epoch, str) else "epochs"
+
+
+def _epoch_scales(cfg: RunConfig, hp: dict, specs: dict[str, HP], presets: tuple[str, ...]) -> dict[str, float]:
+    """One scale per stage length (``epochs``, ``ft_epochs``, ...): ``--epochs N`` gives every stage N epochs,
+    ``quick`` gives every stage at most QUICK_EPOCHS, each stage's milestones scaled with it."""
+    groups = {_group(k, s) for k, s in specs.items() if s.epoch} | ({"epochs"} & set(hp))
+    scales = {}
+    for group in groups:
+        full = hp.get(group)
+        if not isinstance(full, int) or full <= 0:
+            continue
+        if cfg.epochs is not None:
+            scales[group] = cfg.epochs / full
+        elif "quick" in presets:
+            scales[group] = min(1.0, QUICK_EPOCHS / full)
+    return scales
+
+
 def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] = ()) -> Resolved:
     """Defaults -> method presets -> ``--set`` overrides; then ``quick``/``--epochs`` scaling."""
     specs: dict[str, HP] = method_cls.hparams
@@ -81,18 +102,14 @@ def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] =
             raise ConfigError(f"method {cfg.method!r} has no hparam {key!r}; valid: {', '.join(sorted(specs))}")
         hp[key] = check_value(key, value, specs[key])
         explicit.add(key)
-    scale = 1.0
-    if "epochs" in hp:
-        full = hp["epochs"]
-        if cfg.epochs is not None:
-            scale = cfg.epochs / full
-        elif "quick" in presets:
-            scale = min(1.0, QUICK_EPOCHS / full)
+    scales = _epoch_scales(cfg, hp, specs, presets)
     for key, spec in specs.items():
         if spec.epoch and key not in explicit:
-            hp[key] = scale_epoch(hp[key], scale)
-    if cfg.epochs is not None and "epochs" in hp:
-        hp["epochs"] = cfg.epochs
+            hp[key] = scale_epoch(hp[key], scales.get(_group(key, spec), 1.0))
+    for group in scales:
+        if cfg.epochs is not None and group not in explicit:
+            hp[group] = cfg.epochs
+    scale = scales.get("epochs", 1.0)
     return Resolved(
         hp=hp,
         backbone=cfg.backbone or backbone or method_cls.default_backbone,

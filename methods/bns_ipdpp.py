@@ -38,12 +38,14 @@ HPARAMS = {
     "proj_hidden": HP(512, "PROPOSAL §9.3 item 1: 64 -> 512 -> 128 on ResNet-32"),
     "proj_dim": HP(128, "§9.2: 128-d embedding"),
     # --- stage 2: IP-DPP re-training (§9.2 / §9.3 items 7-12)
-    "ft_epochs": HP(100, "BNS code: 100 fine-tuning epochs (§9.2)", epoch=True),
+    "ft_epochs": HP(100, "BNS code: 100 fine-tuning epochs (§9.2)", epoch="ft_epochs"),
     "ft_batch_size": HP(64, "BNS code: batch 64 (§9.2)"),
     "ft_lr": HP(1e-3, "BNS code: base lr 1e-3 x 64/256 = 2.5e-4 (§9.2)", range=("log", 1e-4, 1e-2)),
-    "ft_warmup_epochs": HP(5, "BNS code: 5-epoch warm-up + cosine (§9.2)", epoch=True),
+    "ft_warmup_epochs": HP(5, "BNS code: 5-epoch warm-up + cosine (§9.2)", epoch="ft_epochs"),
     "k": HP(0, "§9.3 item 11: 0 = n_max/10 (500 CIFAR-10, 50 CIFAR-100)"),
-    "refresh_every": HP(10, "BNS code: subset re-drawn every 10 epochs (CIFAR-10; 20 for CIFAR-100)", epoch=True),
+    "refresh_every": HP(
+        10, "BNS code: subset re-drawn every 10 epochs (CIFAR-10; 20 for CIFAR-100)", epoch="ft_epochs"
+    ),
     "sampler_mode": HP("exact", "DECISION §9.3 item 10: exact structured k-DPP", choices=MODES),
     "finetune": HP("full", "§9.3 item 12: full fine-tuning (code) or frozen backbone", choices=("full", "frozen")),
     "head_init": HP(
