@@ -25,7 +25,7 @@ def _presets(values: list[str] | None) -> tuple[str, ...]:
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="ce", help="registered method (see `ltbench list`; default: ce)")
+    p.add_argument("--method", default="bns_ipdpp", help="registered method (see `ltbench list`; default: bns_ipdpp)")
     p.add_argument("--dataset", default="digits_lt", help="registered dataset (default: digits_lt, embedded)")
     p.add_argument("--backbone", help="registered backbone (default: the method's, usually resnet32)")
     p.add_argument("--data-root", help="data directory (default: $LTBENCH_DATA, else ~/.cache/ltbench/data)")
@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="pending / running / incomplete / done / failed runs of a sweep directory")
     p.add_argument("sweep_dir", help="<out>/<sweep name>")
     p.set_defaults(func=cmd_status)
+    from ltbench.report_cli import add_commands
+
+    add_commands(sub)  # table, plot
     p = sub.add_parser("list", help="registered methods, datasets and backbones")
     p.add_argument("kind", nargs="?", choices=("methods", "datasets", "backbones"), help="only this registry")
     p.set_defaults(func=cmd_list)

@@ -38,7 +38,7 @@ def default_out() -> str:
 class RunConfig:
     """Everything that defines one run. ``None`` means "the method's or dataset's default"."""
 
-    method: str = "ce"
+    method: str = "bns_ipdpp"  # the paper ltbench is built around (issue 6)
     dataset: str = "digits_lt"
     backbone: str | None = None
     epochs: int | None = None

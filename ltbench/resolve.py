@@ -76,11 +76,17 @@ def _epoch_scales(cfg: RunConfig, hp: dict, specs: dict[str, HP], presets: tuple
     return scales
 
 
+def _suggested(dataset_presets: tuple[str, ...], method_cls: type, cfg: RunConfig) -> tuple[str, ...]:
+    """A dataset's suggested presets (used only when the user names none): ``quick`` unless ``--epochs`` is
+    given, and method presets named after the dataset's needs (e.g. ``digits``) only where a method has one."""
+    return tuple(p for p in dataset_presets if p in method_cls.presets or (p in SCALE_PRESETS and cfg.epochs is None))
+
+
 def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] = ()) -> Resolved:
     """Defaults -> method presets -> ``--set`` overrides; then ``quick``/``--epochs`` scaling."""
     specs: dict[str, HP] = method_cls.hparams
     hp = {k: v.default for k, v in specs.items()}
-    presets = cfg.preset or (dataset_presets if cfg.epochs is None else ())
+    presets = cfg.preset or _suggested(dataset_presets, method_cls, cfg)
     backbone, shots = None, None
     for name in presets:
         if name in SCALE_PRESETS:

@@ -107,6 +107,7 @@ class Trainer:
         self.method.load_state_dict(blob["method"])
         self.ctx.load_state_dict(blob["ctx"])
         done = (state.stage, state.epoch)
+        print(f"ltbench: resuming {self.run_dir.name} at stage {state.stage} epoch {state.epoch}", flush=True)
         truncate_log(self.log_path, lambda e: (e["stage"], e["epoch"] + 1) <= done)
         return state, blob.get("optimizer")
 

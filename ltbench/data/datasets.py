@@ -39,8 +39,9 @@ def digits_lt(spec: DataSpec) -> LTData:
 
 
 # `ltbench run` with no arguments must finish in about a minute on a 2-core CPU (foundation issue):
-# the embedded dataset runs every method's recipe with the quick preset unless --preset/--epochs is given.
-digits_lt.default_presets = ("quick",)
+# the embedded dataset runs every method's recipe with the quick preset unless --preset/--epochs is given,
+# plus a method's own "digits" preset where it has one (recipes whose batch sizes assume 10k+ images).
+digits_lt.default_presets = ("quick", "digits")
 
 
 @DATASETS.register("synthetic_lt")

@@ -1,0 +1,147 @@
+"""BNS + IP-DPP as a method (METHODS.md §9): stages, subsets, records, variants, presets and resume.
+
+The loss and the sampler have their own tests (test_losses.py, test_dpp.py); these check the method's
+wiring on the synthetic dataset: what is drawn, when, what is recorded, and that a resumed run draws
+and trains exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ltbench.config import RunConfig
+from ltbench.records import run_state
+from ltbench.registry import METHODS
+from ltbench.resolve import resolve
+from ltbench.run import execute
+from tests.conftest import tiny_config
+
+# small but complete: 2 BNS epochs, head warm-up, 4 IP-DPP epochs with a redraw every 2
+HP = {"batch_size": 64, "ft_batch_size": 32, "ft_epochs": 4, "refresh_every": 2, "k": 12}
+
+
+def _cfg(out, **hp):
+    return tiny_config(out, method="bns_ipdpp", epochs=None, hparams={**HP, "epochs": 2, **hp})
+
+
+def _log(cfg) -> list[dict]:
+    return [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_stages_and_subset_records(out_dir):
+    cfg = _cfg(out_dir)
+    rec = execute(cfg, progress=False)
+    assert rec["status"] == "done"
+    counts = rec["data"]["class_counts"]
+    stages = [(e["stage_name"], e["epoch"]) for e in _log(cfg)]
+    assert stages == [("bns", 0), ("bns", 1), ("head_warmup", 0)] + [("ipdpp", e) for e in range(4)]
+    extras = rec["extras"]
+    assert extras["ipdpp"] == {
+        "mode": "exact",
+        "k": 12,
+        "refresh_every": 2,
+        "loss_variant": "paper",
+        "finetune": "full",
+        "head_init": "warm",
+    }
+    draws = extras["dpp_subsets"]
+    assert [d["epoch"] for d in draws] == [0, 2]  # every F epochs, never at the last epoch
+    expected = {str(c): min(n, 12) for c, n in enumerate(counts)}
+    assert all({str(k): v for k, v in d["sizes"].items()} == expected for d in draws)
+    assert all(0.0 <= d["mean_p"] <= 1.0 for d in draws)
+    assert sum(expected.values()) == next(e["subset_size"] for e in _log(cfg) if "subset_size" in e)
+
+
+def test_default_k_is_a_tenth_of_the_largest_class():
+    from ltbench.method import DataInfo
+
+    cls = METHODS.get("bns_ipdpp")
+    hp = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt"), cls).hp
+    method = cls(hp, DataInfo(10, [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50], 32, "cifar10_lt"))
+    assert method.k == 500  # §9.3 item 11: k = n_max / 10
+    method100 = cls(hp, DataInfo(100, [500] + [5] * 99, 32, "cifar100_lt"))
+    assert method100.k == 50
+
+
+def test_frozen_variant_keeps_the_backbone(out_dir):
+    """finetune=frozen trains the head only: the trainer checks the backbone hash after the stage."""
+    cfg = _cfg(out_dir, finetune="frozen")
+    rec = execute(cfg, progress=False)
+    assert rec["status"] == "done" and rec["extras"]["ipdpp"]["finetune"] == "frozen"
+
+
+@pytest.mark.parametrize("mode", ["exact", "eig", "paper", "code"])
+def test_every_sampler_mode_runs(out_dir, mode):
+    cfg = _cfg(out_dir, sampler_mode=mode, epochs=1, ft_epochs=1)
+    rec = execute(cfg, progress=False)
+    assert rec["status"] == "done" and rec["extras"]["ipdpp"]["mode"] == mode
+
+
+def test_code_variant_and_random_head_skip_the_warmup(out_dir):
+    cfg = _cfg(out_dir, loss_variant="code", head_init="random", epochs=1, ft_epochs=1)
+    rec = execute(cfg, progress=False)
+    assert [e["stage_name"] for e in _log(cfg)] == ["bns", "ipdpp"]
+    assert rec["extras"]["ipdpp"]["loss_variant"] == "code"
+
+
+def test_presets_paper_and_resnet32():
+    cls = METHODS.get("bns_ipdpp")
+    paper10 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("paper",)), cls)
+    assert paper10.backbone == "resnet18_cifar" and paper10.shots == (500, 200)
+    assert paper10.hp["batch_size"] == 1024 and paper10.hp["loss_variant"] == "code"
+    paper100 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar100_lt", preset=("paper",)), cls)
+    assert paper100.backbone == "resnet34_cifar" and paper100.shots == (100, 20)
+    assert paper100.hp["refresh_every"] == 20
+    quick = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("resnet32", "quick")), cls)
+    assert quick.backbone == "resnet32"
+    # each stage scaled on its own: 1000 -> 20 pre-training epochs, 100 -> 20 fine-tuning epochs (F 10 -> 2)
+    assert quick.hp["epochs"] == 20 and quick.hp["warmup_epochs"] == 1
+    assert quick.hp["ft_epochs"] == 20 and quick.hp["ft_warmup_epochs"] == 1 and quick.hp["refresh_every"] == 2
+
+
+def test_resume_mid_ipdpp_gives_identical_metrics(out_dir, tmp_path):
+    """An interruption inside stage 2 (after a draw, before the next) resumes with the same subset."""
+    full = execute(_cfg(out_dir), progress=False)
+    cfg = _cfg(tmp_path / "other")
+    import ltbench.trainer as trainer_mod
+
+    original, calls = trainer_mod.Trainer._run_epoch, {"n": 0}
+
+    def crash(self, *a, **k):
+        if calls["n"] == 4:  # bns 0, bns 1, head_warmup 0, ipdpp 0 done -> crash in ipdpp epoch 1
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(self, *a, **k)
+
+    trainer_mod.Trainer._run_epoch = crash
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            execute(cfg, progress=False)
+    finally:
+        trainer_mod.Trainer._run_epoch = original
+    assert run_state(cfg.run_dir) == "incomplete"
+    resumed = execute(cfg, progress=False)
+    assert resumed["metrics"]["per_class"] == full["metrics"]["per_class"]
+    assert resumed["extras"]["dpp_subsets"] == full["extras"]["dpp_subsets"]
+
+
+def test_bns_stage_uses_two_views_and_no_classifier_loss():
+    """Stage 1 sees two views and only the projector's embeddings enter the loss (head gets no gradient)."""
+    from ltbench.method import DataInfo
+    from ltbench.models.backbones import build_backbone
+
+    cls = METHODS.get("bns_ipdpp")
+    hp = resolve(RunConfig(method="bns_ipdpp", dataset="synthetic_lt"), cls).hp
+    method = cls(hp, DataInfo(3, [8, 4, 2], 16, "synthetic_lt"))
+    pre = method.stages()[0]
+    assert pre.views == 2 and pre.transform == "simclr_bns2" and not pre.evaluate and pre.optimizer == "adamw"
+    torch.manual_seed(0)
+    model = method.build_model(build_backbone("resnet32", 16), 3, [8, 4, 2])
+    x = torch.randn(6, 3, 16, 16)
+    out = method.training_step(model, {"x": (x, x.flip(3)), "y": torch.tensor([0, 0, 1, 1, 2, 0])}, pre, 0)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    assert model.head.weight.grad is None and model.projector.net[0].weight.grad is not None

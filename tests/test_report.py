@@ -1,0 +1,322 @@
+"""Tables and figures from run records (issue 9): loading, aggregation by hand, layout, published join, plots.
+
+Fake run directories reproduce the on-disk format of real runs (config.json, result.json, done, log.jsonl as
+written by ltbench.run / ltbench.records); one real tiny run checks that the format has not drifted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ltbench.cli import main
+from ltbench.errors import ConfigError
+from ltbench.records import write_json_atomic, write_result
+from ltbench.report import load_records, load_status, regroup
+from ltbench.table import PUBLISHED_CSV, build_grid, join_published, load_published, make_table, summarize
+
+COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, IR 100 (METHODS.md §0.1)
+BASE = [0.9, 0.9, 0.9, 0.9, 0.9, 0.7, 0.7, 0.7, 0.5, 0.5]
+SHIFTS = (0.0, 0.02, 0.04)  # one per seed: means shift by +0.02, sample std of overall = 2 points
+OFFSETS = {"ce": 0.0, "focal": -0.01, "ldam_drw": 0.03}  # overall 78.0 / 77.0 / 81.0
+
+
+def _config(method: str, dataset: str, seed: int, out: Path, lr: float = 0.1) -> dict:
+    cfg = {
+        "backbone": None,
+        "compile": False,
+        "data_root": None,
+        "dataset": dataset,
+        "deterministic": False,
+        "device": "auto",
+        "epochs": None,
+        "eval_every": 10,
+        "hparams": {} if lr == 0.1 else {"lr": lr},
+        "imbalance_ratio": None,
+        "method": method,
+        "out": str(out),
+        "precision": "auto",
+        "preset": [],
+        "profile": "exp",
+        "seed": seed,
+        "shots": None,
+        "ssp": False,
+        "subset": "ldam",
+        "sweep": "runs",
+        "threads": None,
+        "val": "none",
+    }
+    resolved = {"backbone": "resnet32", "hp": {"batch_size": 128, "epochs": 200, "lr": lr}, "presets": []}
+    resolved.update(scale=1.0, shots=[100, 20])
+    run_id = f"{method}-{dataset}-s{seed}-fake{abs(hash((method, dataset, lr))) % 10**6:06d}"
+    return {"config": cfg, "resolved": resolved, "run_id": run_id, "run_dir": str(out / "runs" / run_id)}
+
+
+def fake_run(
+    out: Path, method: str, seed: int, per_class: list[float], dataset: str = "cifar10_lt", lr: float = 0.1
+) -> Path:
+    """A done run with the exact file layout and result.json structure of ltbench.run."""
+    base = _config(method, dataset, seed, out, lr)
+    run_dir = Path(base["run_dir"])
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / "config.json", base)
+    for epoch, loss in enumerate((2.0, 1.5, 1.0)):
+        line = {"stage": 0, "stage_name": "train", "epoch": epoch, "lr": 0.1, "seconds": 1.0, "loss": loss}
+        with open(run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(line | ({"test_acc": 0.5} if epoch == 1 else {})) + "\n")
+    from ltbench.metrics import group_accuracy
+
+    metrics = {"overall": float(np.mean(per_class)), "per_class": per_class, "macro_f1": 0.6, "g_mean": 0.55}
+    metrics.update(group_accuracy(per_class, COUNTS), ece=0.1, weight_norms=[1.0 + c for c in range(10)])
+    metrics["weight_norm_var"] = float(np.var(metrics["weight_norms"]))
+    record = {
+        **base,
+        "status": "done",
+        "error": None,
+        "metrics": metrics,
+        "chosen_variant": "default",
+        "variants": {},
+        "val": None,
+        "model": {"params": 464154, "gflops": 0.07, "flops_note": "x"},
+        "timing": {"stages": {"train": {"seconds": 10.0, "images": 1000, "images_per_s": 100.0}}, "wall_seconds": 12},
+        "env": {"commit": "abc", "dirty": False, "device": "cpu", "device_name": "cpu", "precision": "fp32"},
+        "data": {
+            "name": dataset,
+            "num_classes": 10,
+            "classes": [f"c{i}" for i in range(10)],
+            "class_counts": COUNTS,
+            "shots": {"many": 100, "few": 20},
+            "provenance": {"imbalance_ratio": 100.0},
+        },
+        "extras": {},
+    }
+    write_result(run_dir, record)
+    return run_dir
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Path:
+    """3 methods x 3 seeds of done runs, one failed run and one incomplete run."""
+    for method, offset in OFFSETS.items():
+        for seed, shift in enumerate(SHIFTS):
+            fake_run(tmp_path, method, seed, [a + offset + shift for a in BASE])
+    failed = _config("tsc", "cifar10_lt", 0, tmp_path)
+    Path(failed["run_dir"]).mkdir(parents=True)
+    write_json_atomic(Path(failed["run_dir"]) / "config.json", failed)
+    write_result(Path(failed["run_dir"]), {**failed, "status": "failed", "error": "Traceback...\nRuntimeError: boom"})
+    incomplete = _config("kcl", "cifar10_lt", 0, tmp_path)
+    Path(incomplete["run_dir"]).mkdir(parents=True)
+    write_json_atomic(Path(incomplete["run_dir"]) / "config.json", incomplete)
+    return tmp_path
+
+
+def test_load_records_keeps_failed_and_incomplete_apart(records):
+    df = load_records(records)
+    assert len(df) == 9 and set(df["state"]) == {"done"}
+    assert set(df["method"]) == set(OFFSETS)
+    missing = {m["method"]: m for m in df.attrs["not_done"]}
+    assert missing["tsc"]["state"] == "failed" and missing["tsc"]["error"] == "RuntimeError: boom"
+    assert missing["kcl"]["state"] == "incomplete"
+    assert isinstance(df["per_class"].iloc[0], list) and df["class_counts"].iloc[0] == COUNTS
+    assert {"hparams.lr", "wn_var", "params", "gflops", "images_per_s", "macro_f1", "ece"} <= set(df.columns)
+    status = load_status(records)
+    assert sorted(status["state"].value_counts().items()) == [("done", 9), ("failed", 1), ("incomplete", 1)]
+    every = load_records(records, include="all")
+    assert len(every) == 11 and every.loc[every["method"] == "tsc", "overall"].isna().all()
+    one = load_records(df["run_dir"].iloc[0])  # a single run directory also works
+    assert len(one) == 1
+
+
+def test_regroup_with_other_thresholds_matches_hand_values(records):
+    df = load_records(records)
+    ce0 = df[(df["method"] == "ce") & (df["seed"] == 0)].iloc[0]
+    assert ce0["many"] == pytest.approx((5 * 0.9 + 3 * 0.7) / 8) and ce0["medium"] == pytest.approx(0.5)
+    assert math.isnan(ce0["few"]) and ce0["few_classes"] == 0
+    r = regroup(df, (500, 200))
+    ce0 = r[(r["method"] == "ce") & (r["seed"] == 0)].iloc[0]
+    assert (ce0["many_classes"], ce0["medium_classes"], ce0["few_classes"]) == (5, 2, 3)
+    assert ce0["many"] == pytest.approx(0.9) and ce0["medium"] == pytest.approx(0.7)
+    assert ce0["few"] == pytest.approx((0.7 + 0.5 + 0.5) / 3)
+    assert load_records(records, shots=(500, 200))["few"].notna().all()
+
+
+def test_mean_std_and_highlighting_by_hand(records):
+    summary = summarize(load_records(records))
+    ov = summary[summary["metric"] == "overall"].set_index("method")
+    assert ov.loc["ce", "mean"] == pytest.approx(78.0) and ov.loc["ce", "std"] == pytest.approx(2.0)
+    assert ov.loc["focal", "mean"] == pytest.approx(77.0) and ov.loc["ldam_drw", "mean"] == pytest.approx(81.0)
+    assert (ov["n"] == 3).all() and ov.loc["ce", "seeds"] == "0,1,2"
+    text = make_table(records, fmt="markdown")
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "**81.0 ± 2.0**" in rows["LDAM-DRW"] and "<u>78.0 ± 2.0</u>" in rows["CE"]
+    assert "**" not in rows["Focal"] and "<u>" not in rows["Focal"]
+    assert "n/a" in rows["CE"]  # CIFAR-10-LT has no few class at 100/20 (METHODS.md §0.3)
+    assert "Many (8)" in text and "Medium (2)" in text and "Few (0)" in text and "Overall (10)" in text
+    assert "1 failed" in text and "1 incomplete" in text  # excluded runs are named, not silently dropped
+    assert "Few (3)" in make_table(records, fmt="markdown", shots="500,200")
+
+
+def test_distinct_configs_are_separate_rows_not_seeds(tmp_path):
+    fake_run(tmp_path, "ce", 0, BASE)
+    fake_run(tmp_path, "ce", 1, [a + 0.02 for a in BASE])
+    fake_run(tmp_path, "ce", 0, BASE, lr=0.05)
+    fake_run(tmp_path, "ce", 0, BASE, dataset="cifar100_lt")
+    ov = summarize(load_records(tmp_path)).query("metric == 'overall'").set_index(["row", "dataset"])
+    assert ov.loc[("ce (lr=0.1)", "cifar10_lt"), "n"] == 2 and ov.loc[("ce (lr=0.05)", "cifar10_lt"), "n"] == 1
+    assert ov.loc[("ce (lr=0.1)", "cifar10_lt"), "mean"] == pytest.approx(77.0)
+
+
+def test_latex_is_booktabs_and_escaped(records):
+    tex = make_table(records, fmt="latex", metrics="macro_f1,g_mean,ece,wn_var")
+    body = [line for line in tex.splitlines() if not line.startswith("%")]
+    for cmd in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", r"\end{tabular}"):
+        assert sum(cmd in line for line in body) == 1, cmd
+    joined = "\n".join(body)
+    assert joined.count("{") == joined.count("}")
+    assert not re.search(r"(?<!\\)_", joined), "unescaped underscore"
+    assert r"\textbf{81.0 $\pm$ 2.0}" in joined and r"\underline{78.0 $\pm$ 2.0}" in joined
+    ncols = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", joined).group(1))
+    rows = [line for line in body if line.endswith(r"\\") and "multicolumn" not in line]
+    assert rows and all(line.count("&") == ncols - 1 for line in rows)
+    assert "CIFAR-10-LT" in joined and "Macro-F1" in joined
+
+
+def test_published_join_difference(records, tmp_path):
+    pub = tmp_path / "pub.csv"
+    pd.DataFrame(
+        [
+            {"method": "ce", "dataset": "cifar10_lt", "imbalance_ratio": 100, "many": 80.0, "medium": None,
+             "few": None, "overall": 70.0, "backbone": "resnet32", "shots": "500,200", "source": "Paper A",
+             "status": "published", "note": ""},
+            {"method": "ce", "dataset": "cifar10_lt", "imbalance_ratio": 10, "many": None, "medium": None,
+             "few": None, "overall": 99.0, "backbone": "resnet32", "shots": "", "source": "IR10",
+             "status": "published", "note": ""},
+        ]
+    ).to_csv(pub, index=False)  # fmt: skip
+    summary = join_published(summarize(load_records(records)), load_published(pub))
+    ce = summary[summary["method"] == "ce"].set_index("metric")
+    assert ce.loc["overall", "published"] == 70.0 and ce.loc["overall", "diff"] == pytest.approx(8.0)
+    assert ce.loc["many", "published"] == 80.0 and math.isnan(ce.loc["many", "diff"])  # other thresholds: no Δ
+    text = make_table(records, fmt="markdown", published=pub)
+    row = next(line for line in text.splitlines() if line.startswith("| CE "))
+    assert "70.0" in row and "+8.0" in row and "Paper A" in text
+    grid = build_grid(summary, ("many", "medium", "few", "overall"), published=True)
+    assert "Pub." in grid.heads and "Δ" in grid.heads
+
+
+def test_published_csv_is_complete():
+    pub = load_published(PUBLISHED_CSV)
+    assert {"method", "dataset", "many", "medium", "few", "overall", "backbone", "source", "note", "status"} <= set(
+        pub.columns
+    )
+    poster = pub[pub["source"].str.contains("poster")]
+    assert len(poster) == 40 and set(poster["dataset"]) == {"cifar10_lt", "cifar100_lt", "imagenet_lt", "inat2018"}
+    bns = poster.set_index(["method", "dataset"]).loc[("bns_ipdpp", "cifar100_lt")]
+    assert (bns["many"], bns["medium"], bns["few"], bns["overall"]) == (62.4, 59.7, 31.9, 52.4)
+    assert (pub.loc[pub["method"] == "focal", "status"] == "UNVERIFIED").sum() == 2  # METHODS.md §10
+    assert pub["status"].isin(["published", "secondary", "UNVERIFIED"]).all()
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> Path:
+    from ltbench.config import RunConfig
+    from ltbench.run import execute
+
+    out = tmp_path_factory.mktemp("real")
+    cfg = RunConfig(method="ce", dataset="synthetic_lt", epochs=1, device="cpu", precision="fp32", out=str(out))
+    execute(cfg, progress=False)
+    return out
+
+
+def test_real_run_record_loads(real_run):
+    from ltbench.metrics import group_accuracy
+
+    df = load_records(real_run)
+    r = df.iloc[0]
+    assert len(df) == 1 and r["method"] == "ce" and r["dataset"] == "synthetic_lt" and r["backbone"]
+    assert len(r["per_class"]) == r["num_classes"] == len(r["class_counts"]) == len(r["weight_norms"])
+    assert r["params"] > 0 and r["gflops"] > 0 and r["train_seconds"] > 0 and not math.isnan(r["wn_var"])
+    again = regroup(df, (30, 10)).iloc[0]
+    hand = group_accuracy(r["per_class"], r["class_counts"], 30, 10)
+    for g in ("many", "medium", "few"):
+        assert again[f"{g}_classes"] == hand[f"{g}_classes"]
+        assert again[g] == pytest.approx(hand[g], nan_ok=True)
+    assert "synthetic" in make_table(real_run, fmt="markdown")
+
+
+@pytest.mark.parametrize("kind", ["per-class", "weight-norms", "groups", "curves"])
+def test_plots_write_png_and_pdf(real_run, records, tmp_path, kind):
+    from ltbench.plot import make_plot
+
+    paths = make_plot([real_run, records], kind, tmp_path / "fig")
+    assert sorted(p.suffix for p in paths) == [".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_tsne_and_confusion_need_stored_data(real_run, records, tmp_path):
+    from ltbench.plot import make_plot
+
+    with pytest.raises(ConfigError, match="no feature sample.*features.npz"):
+        make_plot(real_run, "tsne", tmp_path)
+    with pytest.raises(ConfigError, match="predictions.npz"):
+        make_plot(real_run, "confusion", tmp_path)
+    with pytest.raises(ConfigError, match="did you mean 'tsne'"):
+        make_plot(real_run, "tnse", tmp_path)
+    run_dir = Path(load_records(records).query("method == 'ce' and seed == 0")["run_dir"].iloc[0])
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 6)
+    np.savez(run_dir / "features.npz", features=rng.normal(size=(60, 8)) + labels[:, None], labels=labels)
+    np.savez(run_dir / "predictions.npz", preds=rng.integers(0, 10, 200), labels=np.repeat(np.arange(10), 20))
+    with pytest.warns(UserWarning, match="no features.npz"):
+        tsne = make_plot(run_dir.parent, "tsne", tmp_path / "t")
+    assert [p.name for p in tsne] == [f"tsne_{run_dir.name}.png", f"tsne_{run_dir.name}.pdf"]
+    conf = make_plot(run_dir, "confusion", tmp_path / "c")
+    assert sorted(p.suffix for p in conf) == [".pdf", ".png"]
+
+
+def test_cli_table_and_plot(records, tmp_path, capsys):
+    assert main(["table", str(records), "--format", "markdown", "--metrics", "macro_f1"]) == 0
+    assert "Macro-F1" in capsys.readouterr().out
+    out = tmp_path / "t" / "table.tex"
+    assert main(["table", str(records), "--published", "--out", str(out)]) == 0
+    assert out.read_text().startswith("%") and r"\toprule" in out.read_text()
+    assert main(["table", str(records), "--format", "csv", "--datasets", "cifar10_lt"]) == 0
+    assert capsys.readouterr().out.startswith("row,method,dataset,metric,mean,std,n")
+    assert main(["plot", str(records), "--kind", "groups", "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f" / "groups.pdf").exists()
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["table", "{empty}"], "no completed runs"),
+        (["table", "{empty}/nope"], "does not exist"),
+        (["table", "{records}", "--shots", "5"], "MANY,FEW"),
+        (["table", "{records}", "--shots", "20,100"], "FEW <= MANY"),
+        (["table", "{records}", "--metrics", "f1"], "unknown metric"),
+        (["table", "{records}", "--datasets", "cifar100_lt"], "no completed runs on"),
+        (["table", "{records}", "--format", "html"], "latex, markdown, csv"),
+        (["plot", "{records}", "--kind", "pie"], "unknown plot kind"),
+    ],
+)
+def test_cli_bad_input_exit_2(records, tmp_path, capsys, args, expect):
+    (tmp_path / "empty").mkdir()
+    argv = [a.format(empty=tmp_path / "empty", records=records) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expect in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_subprocess_one_line_no_traceback(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "ltbench.cli", "table", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().startswith("ltbench: error: no completed runs")

@@ -1,0 +1,120 @@
+"""Sweeps through a real SLURM controller (the one-node cluster of slurm/dev-cluster/, started by .ci/run).
+
+Skipped with a reason when no controller answers; CI starts one, so these always run there. Each test
+submits through sbatch with the ``dev`` preset (1 CPU per job) on the synthetic dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+
+def _controller_up() -> str | None:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "sinfo/sbatch not installed (start slurm/dev-cluster/start-local-cluster.sh)"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return "sinfo timed out: no SLURM controller reachable"
+    if out.returncode != 0 or not out.stdout.strip():
+        return f"no SLURM controller reachable: {out.stderr.strip() or 'sinfo printed nothing'}"
+    return None
+
+
+_REASON = _controller_up()
+if _REASON:
+    pytestmark = [pytest.mark.slurm, pytest.mark.skip(reason=_REASON)]
+
+RUN = {"eval_every": 0, "precision": "fp32", "device": "cpu"}
+
+
+def _sweep(tmp_path: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ltbench.cli", "sweep", "--launcher", "slurm", "--preset", "dev"]
+    cmd += ["--out", str(tmp_path), "--name", name, *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def _write_spec(path: Path, methods: list[str], seeds: list[int], epochs: int, hparams: str = "") -> Path:
+    run = "".join(f"{k} = {json.dumps(v)}\n" for k, v in RUN.items())
+    path.write_text(
+        f"[sweep]\nname = {path.stem!r}\nmethods = {methods!r}\ndatasets = ['synthetic_lt']\nseeds = {seeds!r}\n"
+        f"[run]\nepochs = {epochs}\n{run}{hparams}"
+    )
+    return path
+
+
+def _records(sweep_dir: Path) -> dict[str, dict]:
+    return {
+        d.name: json.loads((d / "result.json").read_text())
+        for d in sorted(sweep_dir.iterdir())
+        if (d / "result.json").exists()
+    }
+
+
+def _wait_for(cond, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_sweep_is_one_array_job_and_relaunch_submits_nothing(tmp_path):
+    spec = _write_spec(tmp_path / "grid.toml", ["ce", "focal"], [0, 1], epochs=1)
+    res = _sweep(tmp_path, "grid", str(spec), "--wait")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "launched 4 runs with the slurm launcher (job array" in res.stdout
+    array_id = res.stdout.split("(job array ")[1].split(")")[0]
+    job_dirs = sorted(p.name for p in (tmp_path / "grid" / ".submitit").iterdir() if "_" in p.name and p.is_dir())
+    assert job_dirs == [f"{array_id}_{i}" for i in range(4)]  # one array, four tasks
+    records = _records(tmp_path / "grid")
+    assert len(records) == 4 and all(r["status"] == "done" for r in records.values())
+    assert all((tmp_path / "grid" / name / "done").exists() for name in records)
+    again = _sweep(tmp_path, "grid", str(spec))
+    assert again.returncode == 0 and "done 4" in again.stdout and "nothing to launch" in again.stdout
+
+
+def test_requeued_run_resumes_with_identical_metrics(tmp_path):
+    from ltbench.launch import submit
+    from ltbench.sweep import SweepSpec, expand
+
+    def spec(name: str) -> SweepSpec:
+        return SweepSpec(name=name, methods=["ce"], datasets=["synthetic_lt"], seeds=[3], run={"epochs": 40, **RUN})
+
+    [ref_cfg] = expand(spec("ref"), out=str(tmp_path))
+    [cfg] = expand(spec("requeued"), out=str(tmp_path))
+    [job] = submit([cfg], "slurm", tmp_path / "requeued" / ".submitit", preset="dev")
+    log = cfg.run_dir / "log.jsonl"
+    _wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3, 240, "3 logged epochs")
+    assert not (cfg.run_dir / "done").exists(), "run finished before it could be requeued"
+    subprocess.run(["scontrol", "requeue", job.job_id], check=True, timeout=30)
+    [ref_job] = submit([ref_cfg], "slurm", tmp_path / "ref" / ".submitit", preset="dev")
+    assert job.result() == "done" and ref_job.result() == "done"
+    assert "ltbench: resuming" in job.stdout(), "the requeued job did not resume from its checkpoint"
+    rec, ref = (json.loads((c.run_dir / "result.json").read_text()) for c in (cfg, ref_cfg))
+    assert rec["metrics"] == ref["metrics"]
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert epochs == list(range(40))  # no epoch lost or logged twice across the requeue
+
+
+def test_crashed_run_is_failed_and_retried(tmp_path):
+    spec = _write_spec(tmp_path / "crash.toml", ["ce"], [0], epochs=1, hparams="[hparams.ce]\nlr = [1e30]\n")
+    res = _sweep(tmp_path, "crash", str(spec), "--wait")
+    assert res.returncode == 1 and "failed: loss became" in res.stdout, res.stdout + res.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "ltbench.cli", "status", str(tmp_path / "crash")], capture_output=True, text=True
+    )
+    assert "failed 1" in status.stdout and "loss became" in status.stdout
+    assert "nothing to launch" in _sweep(tmp_path, "crash", str(spec)).stdout
+    retry = _sweep(tmp_path, "crash", str(spec), "--retry-failed", "--wait")
+    assert "launched 1 runs with the slurm launcher" in retry.stdout, retry.stdout + retry.stderr
