@@ -57,3 +57,32 @@ def evaluate(method: Method, model: nn.Module, ctx: Context, shots: tuple[int, i
         "variants": {k: {m: v[m] for m in ("overall", "many", "medium", "few")} for k, v in variants.items()},
         "test_logits": test[chosen],
     }
+
+
+@torch.no_grad()
+def feature_sample(
+    model: nn.Module, ctx: Context, images: torch.Tensor, labels: torch.Tensor, per_class: int = 20, seed: int = 0
+) -> dict[str, torch.Tensor] | None:
+    """Pooled backbone features of a class-stratified test sample (``per_class`` images per class, at most
+    5,000 in all) for the t-SNE figure of ``ltbench plot``; None if the model has no ``backbone``."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    num_classes = int(labels.max()) + 1
+    take = max(1, min(per_class, 5000 // num_classes))
+    picks = []
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        picks.append(members[torch.randperm(len(members), generator=gen)[:take]])
+    index = torch.cat(picks).sort().values
+    was_training = backbone.training
+    backbone.eval()
+    feats = []
+    try:
+        for x in eval_batches(ctx.data, images[index].to(ctx.device), ctx.eval_batch_size, ctx.channels_last):
+            with ctx.autocast():
+                feats.append(backbone(x).float().cpu())
+    finally:
+        backbone.train(was_training)
+    return {"features": torch.cat(feats).half(), "labels": labels[index].int(), "index": index.int()}

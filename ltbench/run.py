@@ -20,7 +20,7 @@ from ltbench.context import Context
 from ltbench.data.base import DataSpec, LTData
 from ltbench.data.longtail import index_hash, shot_groups
 from ltbench.errors import LTBenchError
-from ltbench.evaluate import evaluate
+from ltbench.evaluate import evaluate, feature_sample
 from ltbench.method import DataInfo, Method
 from ltbench.metrics import weight_norm_stats
 from ltbench.models.backbones import build_backbone
@@ -177,6 +177,7 @@ def _train_and_evaluate(
     trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress)
     state = trainer.fit()
     ev = evaluate(method, model, ctx, resolved.shots)
+    save_artifacts(cfg.run_dir, ev["test_logits"], data.test_y, feature_sample(model, ctx, data.test_x, data.test_y))
     metrics = ev["metrics"]
     weight = class_weight_matrix(model.head)
     if weight is not None:
@@ -200,6 +201,17 @@ def _train_and_evaluate(
         "timing": {"stages": stages, "peak_memory_mb": round(peak, 1)},
         "extras": ctx.records,
     }
+
+
+def save_artifacts(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, sample: dict | None) -> None:
+    """predictions.npz (reported predictions, for the confusion matrix) and features.npz (a stratified test
+    feature sample, for t-SNE), written before result.json so that ``done`` implies they exist."""
+    import numpy as np
+
+    preds = logits.argmax(1).int().numpy()
+    np.savez_compressed(run_dir / "predictions.npz", preds=preds, labels=labels.int().numpy())
+    if sample is not None:
+        np.savez_compressed(run_dir / "features.npz", **{k: v.numpy() for k, v in sample.items()})
 
 
 def fmt_pct(v: float | None) -> str:

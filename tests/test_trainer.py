@@ -17,7 +17,10 @@ def test_run_writes_the_run_directory(out_dir):
     cfg = tiny_config(out_dir)
     rec = execute(cfg, progress=False)
     d = cfg.run_dir
-    assert {p.name for p in d.iterdir()} >= {"config.json", "log.jsonl", "ckpt.pt", "result.json", "done"}
+    assert {p.name for p in d.iterdir()} >= {"config.json", "log.jsonl", "ckpt.pt", "result.json", "done"} | {
+        "predictions.npz",
+        "features.npz",
+    }
     assert rec["status"] == "done" and run_state(d) == "done"
     res = json.loads((d / "result.json").read_text())
     assert res["schema_version"] == 1 and res["run_id"] == cfg.run_id
