@@ -1,8 +1,8 @@
 """``ltbench bench``: throughput figures to size runs (never timed unit tests).
 
 ``bench train`` times, on the same model and batches: the data pipeline alone (gather + augment on the
-device), the full train step (pipeline + forward + backward + SGD) and evaluation. ``bench dpp`` times
-the k-DPP samplers.
+device), the 2-view supcon augmentation of the contrastive methods (KCL/TSC/SBCL stage 1), the full train
+step (pipeline + forward + backward + SGD) and evaluation. ``bench dpp`` times the k-DPP samplers.
 """
 
 from __future__ import annotations
@@ -60,7 +60,21 @@ def bench_train(args: argparse.Namespace) -> list[list]:
         x = transform(images[idx], data, gen).contiguous(memory_format=torch.channels_last)
         return x, labels[idx]
 
-    rows = [["data pipeline (gather + augment)", "-", bs * args.steps / _timed(batch, args.steps, sync)]]
+    supcon = get_transform("supcon")
+
+    def two_views():  # KCL/TSC/SBCL stage 1: two kornia supcon views per image (METHODS.md §6)
+        idx = torch.randint(0, len(labels), (bs,), generator=gen, device=device)
+        raw = images[idx]
+        return [supcon(raw, data, gen).contiguous(memory_format=torch.channels_last) for _ in range(2)]
+
+    rows = [
+        ["data pipeline (gather + augment)", "-", bs * args.steps / _timed(batch, args.steps, sync)],
+        [
+            "2-view supcon augmentation (images/s, 2 views each)",
+            "-",
+            bs * args.steps / _timed(two_views, args.steps, sync),
+        ],
+    ]
     for prec in precisions:
         rows += _model_rows(args, data, device, prec, batch, images, sync)
     print(f"device {device.type}, {threads} threads, batch {bs}, dataset {data.name} ({data.image_size}px)")

@@ -5,8 +5,10 @@ METHODS.md §6 (KCL), §7 (TSC), §8 (SBCL), §9.1–§9.3 (BNS). Re-exported by
 Layout convention for 2-view batches (``views = 2``): embedding row i < B is view 1 of image i and row
 B + i is view 2 of the same image (its "twin"), i.e. ``torch.cat([view1, view2])``. Methods express their
 positive / denominator sets as boolean masks and call :func:`contrastive_loss`; only the masks differ
-between SupCon, KCL, SBCL's two terms and the MoCo-style queue variants. All random choices draw from a
-``torch.Generator`` when one is given (reproducible tests), otherwise from the global RNG on the device.
+between SupCon, KCL, SBCL's two terms (:func:`sbcl_loss`) and the MoCo-style queue variants. TSC appends
+its target bank to the contrast set (:func:`targeted_contrastive_loss`), so it shares the same core. All
+random choices draw from a ``torch.Generator`` when one is given (reproducible tests), otherwise from the
+global RNG on the device.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ __all__ = [
     "kcl_masks",
     "kcl_queue_masks",
     "sample_mask",
+    "sbcl_loss",
+    "sbcl_masks",
     "supcon_masks",
+    "targeted_contrastive_loss",
 ]
 
 
@@ -153,6 +158,73 @@ def kcl_queue_masks(
     same = query_labels[:, None] == queue_labels.to(query_labels.device)[None, :]
     pos = torch.cat([own, sample_mask(same, k, generator)], dim=1)
     return pos, torch.cat([own, torch.ones_like(same)], dim=1)
+
+
+def targeted_contrastive_loss(
+    anchors: Tensor,
+    contrast: Tensor,
+    pos_mask: Tensor,
+    denom_mask: Tensor,
+    targets: Tensor,
+    target_index: Tensor,
+    temperature: float,
+    weight: float = 0.2,
+) -> Tensor:
+    """TSC loss (Li et al., CVPR 2022; METHODS.md §7, TSC supp. eq.), mean over anchors.
+
+    ℓ_i = −(1/|P_i|) Σ_{p∈P_i} log[e^{s_ip/τ} / D_i] − λ·log[e^{ẑ_i·c*_i/τ} / D_i] with
+    D_i = Σ_{a∈A_i} e^{s_ia/τ} + Σ_{u∈U} e^{ẑ_i·u/τ}: **all** C targets U enter every denominator, so each
+    anchor is also pushed away from the other classes' targets. ``targets`` (C × d, unit rows) are appended
+    to the contrast set; ``target_index`` (M,) is the column of anchor i's assigned target c*_i. P_i, A_i
+    are the KCL masks (in-batch or queue). An anchor without positives keeps only its target term.
+    """
+    m, k = pos_mask.shape
+    pos = pos_mask.bool()
+    full = torch.cat([contrast.float(), targets.to(contrast.device, torch.float32)])
+    every_target = torch.ones(m, targets.shape[0], dtype=torch.bool, device=pos.device)
+    log_prob = contrastive_log_prob(anchors, full, torch.cat([denom_mask.bool() | pos, every_target], 1), temperature)
+    pair_term = -torch.where(pos, log_prob[:, :k], 0.0).sum(1) / pos.sum(1).clamp_min(1)
+    target_term = -log_prob[:, k:].gather(1, target_index.reshape(-1, 1).to(pos.device)).squeeze(1)
+    return (pair_term + weight * target_term).mean()
+
+
+def sbcl_masks(labels: Tensor, subclasses: Tensor, views: int = 2) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """SBCL (pos, denom) masks of the subclass term and of the class term (METHODS.md §8), in-batch.
+
+    ``subclasses`` are global ids (unique across classes). Subclass term: P^s_i = same subclass except i
+    (includes i's own other view), A^s_i = all j ≠ i. Class term: P^c_i = i's other views ∪ same class but
+    another subclass; A^c_i = i's other views ∪ every row of another subclass, i.e. i's other same-subclass
+    rows are neither positives nor negatives there (they are already pulled together by the subclass term).
+    """
+    lab, same_image, eye = _view_layout(labels, views)
+    sub = subclasses.to(labels.device).repeat(views)
+    same_sub = sub[:, None] == sub[None, :]
+    same_cls = lab[:, None] == lab[None, :]
+    twin = same_image & ~eye
+    return same_sub & ~eye, ~eye, twin | (same_cls & ~same_sub), twin | ~same_sub
+
+
+def sbcl_loss(
+    z: Tensor,
+    labels: Tensor,
+    subclasses: Tensor,
+    class_temperature: Tensor,
+    temperature: float = 0.1,
+    base_temperature: float = 0.07,
+    gamma: float = 0.25,
+) -> Tensor:
+    """SBCL loss (Hou et al., ICCV 2023; METHODS.md §8) on 2-view rows ``z = [view1; view2]`` (unit rows).
+
+    ℓ_i = (τ/τ_b)·ℓ^s_i + γ·ℓ^c_i, averaged over the 2B anchors: ℓ^s at temperature τ on subclass
+    positives, ℓ^c at the anchor's class temperature τ_{y_i} (``class_temperature``, (C,)) on class
+    positives (masks of :func:`sbcl_masks`). τ = 0.1, τ_b = 0.07, γ = 0.25 are the official code's values.
+    """
+    views = z.shape[0] // labels.numel()
+    pos_s, den_s, pos_c, den_c = sbcl_masks(labels, subclasses, views)
+    sub_term = contrastive_loss(z, z, pos_s, den_s, temperature, reduction="none")
+    tau_anchor = class_temperature.to(z.device)[labels].repeat(views)
+    cls_term = contrastive_loss(z, z, pos_c, den_c, tau_anchor, reduction="none")
+    return ((temperature / base_temperature) * sub_term + gamma * cls_term).mean()
 
 
 class LabelledQueue(nn.Module):

@@ -1,0 +1,307 @@
+"""KCL / TSC / SBCL (METHODS.md §6–§8): losses on hand-made embeddings, TSC targets and assignment, SBCL
+clustering, the MoCo-style queue option, and one epoch per stage end to end on synthetic data (CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ltbench.config import RunConfig
+from ltbench.contrastive import (
+    contrastive_loss,
+    kcl_masks,
+    sbcl_loss,
+    supcon_masks,
+    targeted_contrastive_loss,
+)
+from ltbench.data.longtail import class_counts
+from ltbench.method import DataInfo
+from ltbench.run import execute
+from methods._contrastive import ContrastiveModel
+from methods.kcl import KCL
+from methods.sbcl import class_temperatures, per_class_kmeans, subclass_counts
+from methods.tsc import (
+    TSC,
+    hungarian_assignment,
+    optimised_targets,
+    simplex_targets,
+    uniformity_energy,
+    update_centroids,
+)
+
+CIFAR10_LT = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+
+
+def unit(*shape: int, seed: int = 0) -> torch.Tensor:
+    return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=1)
+
+
+def resolved_hp(cls, **overrides) -> dict:
+    hp = {k: v.default for k, v in cls.hparams.items()}
+    hp.update(overrides)
+    return hp
+
+
+class TinyBackbone(nn.Module):
+    feature_dim = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 8), nn.BatchNorm1d(8), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def tiny_method(cls, num_classes: int = 3, **hp):
+    info = DataInfo(num_classes=num_classes, class_counts=[6, 4, 2][:num_classes], image_size=4, dataset="toy")
+    method = cls(resolved_hp(cls, proj_dim=4, **hp), info)
+    torch.manual_seed(0)
+    return method, method.build_model(TinyBackbone(), num_classes, info.class_counts)
+
+
+def two_view_batch(labels: list[int], seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.tensor(labels)
+    return {"x": [torch.randn(len(y), 3, 4, 4, generator=g) for _ in range(2)], "y": y, "index": torch.arange(len(y))}
+
+
+# ------------------------------------------------------------------------------------------------ KCL
+def test_kcl_with_all_positives_equals_supcon_through_the_method():
+    method, model = tiny_method(KCL, k=100)
+    batch = two_view_batch([0, 0, 1, 0, 2, 1])
+    torch.manual_seed(1)
+    loss = method.contrastive_step(model, batch, epoch=0)["loss"].detach()
+    z = model.embed(torch.cat(batch["x"]))
+    ref = contrastive_loss(z, z, *supcon_masks(batch["y"]), method.hp["temperature"])
+    assert float(loss) == pytest.approx(ref.item(), rel=1e-5)
+
+
+def test_losses_are_invariant_to_permuting_the_batch():
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    z1, z2 = unit(6, 5, seed=1), unit(6, 5, seed=2)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    z, zp = torch.cat([z1, z2]), torch.cat([z1[perm], z2[perm]])
+    kcl = contrastive_loss(z, z, *kcl_masks(labels, k=100), 0.07)
+    kcl_p = contrastive_loss(zp, zp, *kcl_masks(labels[perm], k=100), 0.07)
+    assert float(kcl) == pytest.approx(float(kcl_p), rel=1e-5)
+    targets, assign = simplex_targets(3, 5), torch.tensor([2, 0, 1])
+    tsc = targeted_contrastive_loss(z, z, *kcl_masks(labels, 100), targets, assign[labels.repeat(2)], 0.07, 0.2)
+    lp = labels[perm]
+    tsc_p = targeted_contrastive_loss(zp, zp, *kcl_masks(lp, 100), targets, assign[lp.repeat(2)], 0.07, 0.2)
+    assert float(tsc) == pytest.approx(float(tsc_p), rel=1e-5)
+    sub, tau = torch.tensor([0, 2, 1, 3, 2, 0]), torch.tensor([0.08, 0.12, 0.1])
+    sb = sbcl_loss(z, labels, sub, tau)
+    assert float(sb) == pytest.approx(float(sbcl_loss(zp, labels[perm], sub[perm], tau)), rel=1e-5)
+
+
+def test_kcl_queue_option_momentum_encoder_and_queue():
+    method, model = tiny_method(KCL, k=2, queue_size=8, momentum=0.9)
+    assert model.queue is not None and model.key_encoder is not None
+    assert not any(p.requires_grad for p in model.key_encoder.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.5)
+    for step in range(3):
+        query = [p.detach().clone() for p in list(model.backbone.parameters()) + list(model.projector.parameters())]
+        before = [p.clone() for p in model.key_encoder.parameters()]
+        loss = method.contrastive_step(model, two_view_batch([0, 1, 0, 2, 1], seed=step), epoch=0)["loss"]
+        assert torch.isfinite(loss)
+        for k_new, k_old, q in zip(model.key_encoder.parameters(), before, query):  # θ_k ← 0.9 θ_k + 0.1 θ_q
+            assert torch.allclose(k_new, 0.9 * k_old + 0.1 * q, atol=1e-6)
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for p in model.key_encoder.parameters())
+        opt.step()
+        assert model.queue.filled == min(8, 5 * (step + 1))
+    assert torch.allclose(model.queue.keys.norm(dim=1), torch.ones(8), atol=1e-5)
+    assert set(model.queue.labels.tolist()) <= {0, 1, 2}
+    # momentum 0: keys come from the encoder itself (detached), no copy is kept
+    method0, model0 = tiny_method(KCL, k=2, queue_size=4, momentum=0.0)
+    assert model0.key_encoder is None
+    method0.contrastive_step(model0, two_view_batch([0, 1, 2]), epoch=0)["loss"].backward()
+    assert model0.queue.filled == 3
+
+
+# ------------------------------------------------------------------------------------------------ TSC
+@pytest.mark.parametrize(("c", "d"), [(10, 128), (100, 128), (129, 128), (2, 3)])
+def test_simplex_targets_are_a_regular_simplex(c, d):
+    u = simplex_targets(c, d, torch.Generator().manual_seed(0)).double()
+    assert u.shape == (c, d)
+    assert torch.allclose(u.norm(dim=1), torch.ones(c, dtype=torch.float64), atol=1e-6)
+    off = (u @ u.t())[~torch.eye(c, dtype=torch.bool)]
+    assert torch.allclose(off, torch.full_like(off, -1.0 / (c - 1)), atol=1e-6)
+    with pytest.raises(ValueError):
+        simplex_targets(d + 2, d)
+
+
+def test_optimised_targets_spread_out():
+    start = F.normalize(torch.randn(12, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    u = optimised_targets(12, 3, steps=400, lr=3e-2, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(u.norm(dim=1), torch.ones(12), atol=1e-5)
+    assert float(uniformity_energy(u)) < float(uniformity_energy(start))
+    # 12 points on S²: the optimum is the icosahedron, largest pairwise cosine 1/√5 ≈ 0.447
+    assert float((u @ u.t())[~torch.eye(12, dtype=torch.bool)].max()) < 0.5
+
+
+def test_hungarian_assignment_recovers_a_known_permutation():
+    targets = simplex_targets(10, 128, torch.Generator().manual_seed(1))
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(2))
+    noise = 0.05 * torch.randn(10, 128, generator=torch.Generator().manual_seed(3))
+    centroids = F.normalize(targets[perm] + noise, dim=1)  # class y sits next to target perm[y]
+    assert torch.equal(hungarian_assignment(centroids, targets), perm)
+
+
+def test_ema_centroids():
+    z = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=1)
+    c = update_centroids(torch.zeros(3, 2), z, torch.tensor([0, 0, 1]), 0.9)
+    assert torch.allclose(c[0], F.normalize(torch.tensor([1.0, 1.0]), dim=0), atol=1e-6)  # first: the batch mean
+    assert torch.equal(c[2], torch.zeros(2))  # absent class untouched
+    c2 = update_centroids(c, z[:1], torch.tensor([1]), 0.9)
+    assert torch.allclose(c2[1], F.normalize(0.9 * c[1] + 0.1 * z[0], dim=0), atol=1e-6)
+
+
+def test_tsc_loss_by_hand():
+    z = F.normalize(torch.tensor([[1.0, 0.2], [0.3, 1.0], [0.9, -0.1], [0.1, 0.8]]), dim=1)  # 2 images x 2 views
+    u = F.normalize(torch.tensor([[1.0, 0.0], [-1.0, 0.1]]), dim=1)
+    labels, tau, lam = torch.tensor([0, 1]), 0.5, 0.2
+    pos, den = kcl_masks(labels, k=6)
+    got = targeted_contrastive_loss(z, z, pos, den, u, torch.tensor([0, 1, 0, 1]), tau, lam)
+    per = []
+    for i in range(4):
+        twin = (i + 2) % 4
+        d = sum(math.exp(float(z[i] @ z[a]) / tau) for a in range(4) if a != i)
+        d += sum(math.exp(float(z[i] @ t) / tau) for t in u)
+        pull = -math.log(math.exp(float(z[i] @ z[twin]) / tau) / d)
+        per.append(pull - lam * math.log(math.exp(float(z[i] @ u[i % 2]) / tau) / d))
+    assert float(got) == pytest.approx(sum(per) / 4, rel=1e-5)
+
+
+def test_tsc_state_round_trip():
+    method, model = tiny_method(TSC, kcl_epochs=0)
+    method.targets, method.centroids = simplex_targets(3, 4), torch.zeros(3, 4)
+    loss = method.contrastive_step(model, two_view_batch([0, 1, 2, 0]), epoch=0)["loss"]
+    assert torch.isfinite(loss) and method.assignment is not None
+    other, _ = tiny_method(TSC)
+    other.load_state_dict(method.state_dict())
+    assert torch.equal(other.centroids, method.centroids) and torch.equal(other.assignment, method.assignment)
+
+
+# ------------------------------------------------------------------------------------------------ SBCL
+def test_sbcl_subclass_counts():
+    ks = subclass_counts(CIFAR10_LT, 10)  # M = max(n_min = 50, L = 10) = 50
+    assert ks == [100, 59, 35, 21, 12, 7, 4, 2, 1, 1]
+    ks100 = subclass_counts(class_counts(500, 100, 100), 10)  # M = max(5, 10) = 10
+    assert ks100[0] == 50 and ks100[-1] == 1
+    assert all(k == max(1, n // 10) for k, n in zip(ks100, class_counts(500, 100, 100)))
+
+
+def test_per_class_kmeans_finds_the_blobs_and_uses_global_ids():
+    g = torch.Generator().manual_seed(0)
+    counts, ks = [60, 30, 10], [3, 2, 1]
+    centres = simplex_targets(6, 16, g)  # 6 well-separated directions: 3 + 2 + 1 blobs
+    blob = torch.cat([torch.arange(k) + sum(ks[:c]) for c, k in enumerate(ks)])
+    labels, truth = [], []
+    for c, n in enumerate(counts):
+        labels += [c] * n
+        truth += [int(blob[sum(ks[:c]) + i % ks[c]]) for i in range(n)]
+    labels, truth = torch.tensor(labels), torch.tensor(truth)
+    z = F.normalize(centres[truth] + 0.1 * torch.randn(len(truth), 16, generator=g), dim=1)
+    shuffle = torch.randperm(len(labels), generator=g)
+    ids = per_class_kmeans(z[shuffle], labels[shuffle], ks, generator=torch.Generator().manual_seed(1))
+    ids, labels, truth = ids[shuffle.argsort()], labels, truth
+    for c, k in enumerate(ks):
+        got = ids[labels == c]
+        assert set(got.tolist()) == set(range(sum(ks[:c]), sum(ks[:c]) + k))  # K_c clusters, global ids
+    pairs = {(int(a), int(b)) for a, b in zip(ids, truth)}
+    assert len(pairs) == sum(ks)  # each cluster is exactly one blob
+
+
+def test_class_temperatures_by_hand():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(5).repeat_interleave(torch.tensor([30, 20, 20, 10, 10]))
+    spread = torch.tensor([0.05, 0.1, 0.2, 0.4, 0.8])[labels, None]
+    z = F.normalize(torch.eye(5, 8)[labels] + spread * torch.randn(90, 8, generator=g), dim=1)
+    got = class_temperatures(z, labels, [3, 2, 2, 1, 1], 0.1)
+    zn, yn = z.double().numpy(), labels.numpy()
+    density = np.array(
+        [
+            np.linalg.norm(zn[yn == c] - zn[yn == c].mean(0), axis=1).mean() / np.log((yn == c).sum() + 10)
+            for c in range(5)
+        ]
+    )
+    density = np.clip(density, *np.percentile(density, [20, 80]))
+    want = np.where(np.array([3, 2, 2, 1, 1]) > 1, 0.1 * density / density.mean(), 0.1)
+    assert np.allclose(got.numpy(), want, rtol=1e-5)
+    assert got[0] < got[1] < got[2]  # compact classes get a lower temperature
+
+
+def test_sbcl_loss_by_hand():
+    z = F.normalize(torch.tensor([[1.0, 0.2], [0.6, 0.8], [-0.7, 0.5], [0.9, 0.4], [0.4, 0.9], [-0.8, 0.2]]), dim=1)
+    lab, sub = [0, 0, 1], [0, 1, 2]  # 3 images x 2 views; class 0 has two subclasses
+    class_tau, tau, tau_b, gamma = [0.2, 0.3], 0.1, 0.07, 0.25
+
+    def s(i, j, t):
+        return math.exp(float(z[i] @ z[j]) / t)
+
+    per = []
+    for i in range(6):
+        others = [j for j in range(6) if j != i]
+        twin = (i + 3) % 6
+        p_sub = [j for j in others if sub[j % 3] == sub[i % 3]]
+        l_sub = -sum(math.log(s(i, p, tau) / sum(s(i, a, tau) for a in others)) for p in p_sub) / len(p_sub)
+        t = class_tau[lab[i % 3]]
+        p_cls = [twin] + [j for j in others if lab[j % 3] == lab[i % 3] and sub[j % 3] != sub[i % 3]]
+        a_cls = [twin] + [j for j in others if sub[j % 3] != sub[i % 3]]
+        l_cls = -sum(math.log(s(i, p, t) / sum(s(i, a, t) for a in a_cls)) for p in p_cls) / len(p_cls)
+        per.append(tau / tau_b * l_sub + gamma * l_cls)
+    got = sbcl_loss(z, torch.tensor(lab), torch.tensor(sub), torch.tensor(class_tau), tau, tau_b, gamma)
+    assert float(got) == pytest.approx(sum(per) / 6, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+@pytest.mark.parametrize(
+    ("method", "hparams"),
+    [
+        ("kcl", {}),
+        ("kcl", {"queue_size": 64, "momentum": 0.99}),
+        ("tsc", {"kcl_epochs": 0}),  # targets active from the first epoch
+        ("sbcl", {"supcon_epochs": 0}),  # clustering before the first epoch
+    ],
+)
+def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
+    cfg = RunConfig(
+        method=method,
+        dataset="synthetic_lt",
+        epochs=1,
+        eval_every=0,
+        device="cpu",
+        precision="fp32",
+        out=str(tmp_path),
+        hparams=hparams,
+    )
+    rec = execute(cfg, progress=False)  # the trainer raises if the head-only stage moved the backbone
+    assert rec["status"] == "done", rec.get("error")
+    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["stage_name"] for e in log] == ["contrastive", "classifier"]
+    assert all(math.isfinite(e["loss"]) for e in log)
+    blob = torch.load(cfg.run_dir / "ckpt.pt", weights_only=False)
+    if method == "tsc":
+        assert blob["method"]["assignment"] is not None and "tsc_targets" in rec["extras"]
+    if method == "sbcl":
+        assert blob["method"]["subclasses"].shape == (sum(rec["data"]["class_counts"]),)
+        assert log[0]["subclasses"] == sum(subclass_counts(rec["data"]["class_counts"], 10))
+    if hparams.get("queue_size"):
+        assert blob["model"]["queue._extra_state"]["filled"] == 64  # pre-filled, then kept full
+
+
+def test_contrastive_model_is_a_classifier():
+    _, model = tiny_method(KCL)
+    assert isinstance(model, ContrastiveModel) and model.queue is None and model.key_encoder is None
+    model.eval()
+    assert model(torch.randn(2, 3, 4, 4)).shape == (2, 3)  # cosine head on the backbone features
