@@ -39,3 +39,25 @@ def tiny_config(out: Path, method: str = "ce", **kw):
     kw.setdefault("precision", "fp32")
     kw.setdefault("device", "cpu")
     return RunConfig(method=method, dataset="synthetic_lt", out=str(out), **kw)
+
+
+def interrupt_run(cfg, after_epochs: int) -> None:
+    """Run ``cfg`` and interrupt it (KeyboardInterrupt) when epoch number ``after_epochs`` (0-based, counted
+    over all stages) starts, leaving an incomplete run directory to resume from."""
+    import ltbench.trainer as trainer_mod
+    from ltbench.run import execute
+
+    original, calls = trainer_mod.Trainer._run_epoch, {"n": 0}
+
+    def crash(self, *a, **k):
+        if calls["n"] == after_epochs:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(self, *a, **k)
+
+    trainer_mod.Trainer._run_epoch = crash
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            execute(cfg, progress=False)
+    finally:
+        trainer_mod.Trainer._run_epoch = original

@@ -17,7 +17,7 @@ from ltbench.records import run_state
 from ltbench.registry import METHODS
 from ltbench.resolve import resolve
 from ltbench.run import execute
-from tests.conftest import tiny_config
+from tests.conftest import interrupt_run, tiny_config
 
 # small but complete: 2 BNS epochs, head warm-up, 4 IP-DPP epochs with a redraw every 2
 HP = {"batch_size": 64, "ft_batch_size": 32, "ft_epochs": 4, "refresh_every": 2, "k": 12}
@@ -106,22 +106,7 @@ def test_resume_mid_ipdpp_gives_identical_metrics(out_dir, tmp_path):
     """An interruption inside stage 2 (after a draw, before the next) resumes with the same subset."""
     full = execute(_cfg(out_dir), progress=False)
     cfg = _cfg(tmp_path / "other")
-    import ltbench.trainer as trainer_mod
-
-    original, calls = trainer_mod.Trainer._run_epoch, {"n": 0}
-
-    def crash(self, *a, **k):
-        if calls["n"] == 4:  # bns 0, bns 1, head_warmup 0, ipdpp 0 done -> crash in ipdpp epoch 1
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original(self, *a, **k)
-
-    trainer_mod.Trainer._run_epoch = crash
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            execute(cfg, progress=False)
-    finally:
-        trainer_mod.Trainer._run_epoch = original
+    interrupt_run(cfg, after_epochs=4)  # bns 0, bns 1, head_warmup 0, ipdpp 0 done -> stop in ipdpp epoch 1
     assert run_state(cfg.run_dir) == "incomplete"
     resumed = execute(cfg, progress=False)
     assert resumed["metrics"]["per_class"] == full["metrics"]["per_class"]

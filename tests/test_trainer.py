@@ -10,7 +10,7 @@ from ltbench.method import Stage
 from ltbench.optim import lr_factor
 from ltbench.records import run_state
 from ltbench.run import execute
-from tests.conftest import tiny_config
+from tests.conftest import interrupt_run, tiny_config
 
 
 def test_run_writes_the_run_directory(out_dir):
@@ -39,23 +39,7 @@ def test_run_writes_the_run_directory(out_dir):
 def test_resume_after_interruption_gives_identical_metrics(out_dir, tmp_path):
     full = execute(tiny_config(out_dir, epochs=4), progress=False)
     cfg = tiny_config(tmp_path / "other", epochs=4)
-    import ltbench.trainer as trainer_mod
-
-    original = trainer_mod.Trainer._run_epoch
-    calls = {"n": 0}
-
-    def crash_after_two(self, *a, **k):
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original(self, *a, **k)
-
-    trainer_mod.Trainer._run_epoch = crash_after_two
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            execute(cfg, progress=False)
-    finally:
-        trainer_mod.Trainer._run_epoch = original
+    interrupt_run(cfg, after_epochs=2)
     assert run_state(cfg.run_dir) == "incomplete"
     resumed = execute(cfg, progress=False)
     assert resumed["metrics"]["per_class"] == full["metrics"]["per_class"]
