@@ -25,6 +25,9 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     d = sub.add_parser("dpp", help="k-DPP sampler timings: exact (structured) vs eig vs dppy")
     d.add_argument("--sizes", default="1000,5000,20000,100000")
     d.add_argument("--repeats", type=int, default=3)
+    r = sub.add_parser("report", help="seconds for `ltbench table` on N synthetic run records (goal: 1,000 in < 2 s)")
+    r.add_argument("--records", type=int, default=1000)
+    r.add_argument("--repeats", type=int, default=3)
 
 
 def _timed(fn, steps: int, sync) -> float:
@@ -128,6 +131,12 @@ def main(args: argparse.Namespace) -> int:
 
         sizes = tuple(int(s) for s in args.sizes.split(","))
         print(format_dpp_bench(run_dpp_bench(sizes=sizes, repeats=args.repeats)))
+        return 0
+    if args.bench == "report":
+        from ltbench.bench_report import run_report_bench
+
+        rows = run_report_bench(n=args.records, repeats=args.repeats)
+        print(tabulate([[w, f"{t:.3f}"] for w, t in rows], ["what", "seconds"], tablefmt="github"))
         return 0
     raise AssertionError(args.bench)
 
