@@ -25,6 +25,13 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     d = sub.add_parser("dpp", help="k-DPP sampler timings: exact (structured) vs eig vs dppy")
     d.add_argument("--sizes", default="1000,5000,20000,100000")
     d.add_argument("--repeats", type=int, default=3)
+    c = sub.add_parser("compare", help="one epoch: conventional PIL/DataLoader loop vs ltbench, side by side")
+    c.add_argument("--dataset", default="cifar10_lt")
+    c.add_argument("--data-root")
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--workers", type=int, default=2, help="DataLoader workers of the conventional loop")
+    c.add_argument("--precision", default="both", help="fp32 | bf16 | both (ltbench side)")
+    c.add_argument("--threads", type=int)
     r = sub.add_parser("report", help="seconds for `ltbench table` on N synthetic run records (goal: 1,000 in < 2 s)")
     r.add_argument("--records", type=int, default=1000)
     r.add_argument("--repeats", type=int, default=3)
@@ -131,6 +138,13 @@ def main(args: argparse.Namespace) -> int:
 
         sizes = tuple(int(s) for s in args.sizes.split(","))
         print(format_dpp_bench(run_dpp_bench(sizes=sizes, repeats=args.repeats)))
+        return 0
+    if args.bench == "compare":
+        from ltbench.bench_compare import run_compare
+
+        rows = run_compare(args)
+        heads = ["loop", "precision", "images/s", "vs conventional"]
+        print(tabulate([[a, b, f"{c:.0f}", f"{d:.2f}x"] for a, b, c, d in rows], heads, tablefmt="github"))
         return 0
     if args.bench == "report":
         from ltbench.bench_report import run_report_bench
