@@ -263,12 +263,15 @@ def test_plots_write_png_and_pdf(real_run, records, tmp_path, kind):
 def test_tsne_and_confusion_need_stored_data(real_run, records, tmp_path):
     from ltbench.plot import make_plot
 
+    bare = Path(load_records(records).query("method == 'ce' and seed == 1")["run_dir"].iloc[0])
     with pytest.raises(ConfigError, match="no feature sample.*features.npz"):
-        make_plot(real_run, "tsne", tmp_path)
+        make_plot(bare, "tsne", tmp_path)
     with pytest.raises(ConfigError, match="predictions.npz"):
-        make_plot(real_run, "confusion", tmp_path)
+        make_plot(bare, "confusion", tmp_path)
     with pytest.raises(ConfigError, match="did you mean 'tsne'"):
         make_plot(real_run, "tnse", tmp_path)
+    for kind in ("tsne", "confusion"):  # real runs store both files
+        assert sorted(p.suffix for p in make_plot(real_run, kind, tmp_path / kind)) == [".pdf", ".png"]
     run_dir = Path(load_records(records).query("method == 'ce' and seed == 0")["run_dir"].iloc[0])
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 6)
