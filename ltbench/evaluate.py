@@ -14,11 +14,17 @@ from ltbench.metrics import classification_metrics
 
 
 @torch.no_grad()
-def evaluate_logits(method: Method, model: nn.Module, ctx: Context, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """CPU float32 logits per prediction variant ("default" plus e.g. ``tau=0.5``), one forward pass."""
+def evaluate_logits(
+    method: Method, model: nn.Module, ctx: Context, images: torch.Tensor, stats: dict | None = None
+) -> dict[str, torch.Tensor]:
+    """CPU float32 logits per prediction variant ("default" plus e.g. ``tau=0.5``), one forward pass.
+
+    ``stats``, if given, receives the test-set mean of every per-image statistic of ``method.eval_stats``.
+    """
     was_training = model.training
     model.eval()
     outs: dict[str, list[torch.Tensor]] = {}
+    per_image: dict[str, list[torch.Tensor]] = {}
     try:
         for x in eval_batches(ctx.data, images.to(ctx.device), ctx.eval_batch_size, ctx.channels_last):
             with ctx.autocast():
@@ -26,8 +32,13 @@ def evaluate_logits(method: Method, model: nn.Module, ctx: Context, images: torc
                 default = method.predict(model, x)
             for name, logits in {"default": default, **variants}.items():
                 outs.setdefault(name, []).append(logits.float().cpu())
+            if stats is not None:
+                for name, value in (method.eval_stats(model, x) or {}).items():
+                    per_image.setdefault(name, []).append(value.float().cpu())
     finally:
         model.train(was_training)
+    if stats is not None:
+        stats.update({k: float(torch.cat(v).mean()) for k, v in per_image.items()})
     return {k: torch.cat(v) for k, v in outs.items()}
 
 
@@ -38,13 +49,15 @@ def evaluate(method: Method, model: nn.Module, ctx: Context, shots: tuple[int, i
     """
     data = ctx.data
     many, few = shots
-    test = evaluate_logits(method, model, ctx, data.test_x)
+    stats: dict[str, float] = {}
+    test = evaluate_logits(method, model, ctx, data.test_x, stats)
     val_scores = None
     if data.val_x is not None:
         val = evaluate_logits(method, model, ctx, data.val_x)
         val_scores = {k: float((v.argmax(1) == data.val_y).float().mean()) for k, v in val.items()}
     chosen = method.choose_variant(val_scores) or "default"
     metrics = classification_metrics(test[chosen], data.test_y, data.class_counts, many, few)
+    metrics.update(stats)  # e.g. experts_used (RIDE-EA): a property of the reported prediction
     variants = {
         k: classification_metrics(v, data.test_y, data.class_counts, many, few)
         for k, v in test.items()

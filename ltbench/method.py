@@ -65,7 +65,9 @@ class Stage:
     milestones: tuple[tuple[float, float], ...] = ()  # (epoch, absolute lr factor) for "step"
     final_lr_factor: float = 0.0  # cosine floor as a fraction of lr
     sampler: str = "instance"  # instance | class_balanced | sqrt | subset
-    trainable: str = "all"  # all | head (backbone frozen, BN in eval mode, checked bit-identical)
+    # all | head (backbone frozen, BN in eval mode, checked bit-identical) | the name of one model attribute
+    # that alone learns (e.g. "router": RIDE-EA; everything else frozen, in eval mode, checked bit-identical)
+    trainable: str = "all"
     reinit_head: bool = False
     views: int = 1
     transform: str = "standard"  # see ltbench.data.augment.TRANSFORMS
@@ -141,6 +143,11 @@ class Method(ABC):
 
     def predict_variants(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """Several post-hoc predictions from one forward pass (e.g. the τ-norm curve), or None."""
+        return None
+
+    def eval_stats(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """Per-image statistics of the test-time prediction (e.g. experts used by RIDE's router); their
+        test-set means go into the result's metrics. None: nothing to report."""
         return None
 
     def choose_variant(self, val_scores: dict[str, float] | None) -> str | None:

@@ -48,10 +48,15 @@ def seed_for(seed: int, *parts: int) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
-def backbone_hash(model: nn.Module) -> str:
-    """Digest of every backbone tensor (weights and BN buffers) for the head-only-stage check."""
+def backbone_hash(model: nn.Module, trainable: str = "head") -> str:
+    """Digest of every frozen tensor (weights and BN buffers) for the partial-stage check: the backbone of a
+    head-only stage, or everything outside ``model.<trainable>`` for a module-only stage (RIDE's router)."""
     h = hashlib.sha256()
-    for name, t in sorted(model.backbone.state_dict().items()):
+    if trainable == "head":
+        frozen = model.backbone.state_dict()
+    else:
+        frozen = {k: v for k, v in model.state_dict().items() if not k.startswith(f"{trainable}.")}
+    for name, t in sorted(frozen.items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
@@ -116,17 +121,30 @@ class Trainer:
         model = self.model
         if fresh:
             self.method.adapt_model(model, stage)
-        head_only = stage.trainable == "head"
-        model.backbone.requires_grad_(not head_only)
+        if stage.trainable in ("all", "head"):
+            model.backbone.requires_grad_(stage.trainable == "all")
+        else:  # only ``model.<trainable>`` learns (RIDE-EA's router): everything else is frozen
+            model.requires_grad_(False)
+            self._trained_module(stage).requires_grad_(True)
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not params:
             raise LTBenchError(f"stage {stage.name!r} has no trainable parameters")
         self.optimizer = build_optimizer(params, stage)
 
+    def _trained_module(self, stage: Stage) -> nn.Module:
+        module = getattr(self.model, stage.trainable, None)
+        if not isinstance(module, nn.Module):
+            raise LTBenchError(f"stage {stage.name!r} trains model.{stage.trainable}, which the model does not have")
+        return module
+
     def _train_mode(self, stage: Stage) -> None:
-        self.model.train()
-        if stage.trainable == "head":
-            self.model.backbone.eval()  # frozen backbone: BN statistics must not move
+        if stage.trainable in ("all", "head"):
+            self.model.train()
+            if stage.trainable == "head":
+                self.model.backbone.eval()  # frozen backbone: BN statistics must not move
+        else:
+            self.model.eval()  # frozen experts: no BN statistics move either
+            self._trained_module(stage).train()
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainState:
@@ -139,15 +157,16 @@ class Trainer:
             if not fresh and opt_state is not None:
                 self.optimizer.load_state_dict(opt_state)
             if fresh:
-                state.backbone_hash = backbone_hash(self.model) if stage.trainable == "head" else None
+                partial = stage.trainable != "all"
+                state.backbone_hash = backbone_hash(self.model, stage.trainable) if partial else None
             torch.manual_seed(seed_for(self.seed, idx, -1))
             self.method.on_stage_start(stage, self.model, self.ctx)
             for epoch in range(state.epoch if not fresh else 0, stage.epochs):
                 self._run_epoch(idx, stage, epoch, state)
                 state.stage, state.epoch = idx, epoch + 1
                 self.save(state)
-            if stage.trainable == "head" and backbone_hash(self.model) != state.backbone_hash:
-                raise RuntimeError(f"stage {stage.name!r} is head-only but the backbone changed (bug)")
+            if stage.trainable != "all" and backbone_hash(self.model, stage.trainable) != state.backbone_hash:
+                raise RuntimeError(f"stage {stage.name!r} trains only {stage.trainable}, yet frozen weights changed")
             state.stage, state.epoch = idx + 1, 0
             opt_state = None
         self.progress.close()

@@ -3,8 +3,8 @@
 E experts share the early ResNet stages (``ltbench.models.experts``). Each expert is trained with LDAM-DRW
 on its own logits plus a diversity term that pushes its prediction *away* from the (detached) ensemble
 average (λ_div < 0); the prediction is the ensemble mean. After ``reweight_epoch`` both DRW weights and a
-class-wise softmax temperature switch on. Not implemented: the expert-assignment router (stage 2, saves
-FLOPs without raising accuracy, METHODS.md §5 [PROPOSAL: off]) and teacher distillation (optional, off).
+class-wise softmax temperature switch on. The expert-assignment router is the separate method ``ride_ea``
+(methods/ride_ea.py); distillation from a finished run (e.g. a 6-expert RIDE) is ``--set teacher=RUN_DIR``.
 
 Sources: frank-xwang/RIDE-LongTailRecognition ``model/loss.py`` (RIDELoss) and
 ``configs/config_imbalance_cifar100_ride.json`` (commit 18bd3ef).
@@ -40,6 +40,9 @@ RIDE_HP = {
     "scale": HP(RIDE_SCALE, "RIDE: cosine logits x s = 30 (§5)"),
     "reduce_dimension": HP(True, "RIDE README: --reduce_dimension 1 (per-expert widths x 3/4, §5)"),
     "expert_stages": HP(2, "RIDE code: the last two stages are per-expert (ResNet-32 and ResNet-50, §5)"),
+    "teacher": HP("", "PROPOSAL §5: distillation off; a finished run's directory turns it on", type=str),
+    "distill_temperature": HP(1.5, "config_imbalance_cifar100_distill_ride.json: distill_temperature 1.5 (§5)"),
+    "distill_weight": HP(1.0, "RIDELossWithDistill additional_distill_loss_factor default 1.0"),
 }
 
 
@@ -105,6 +108,7 @@ class RIDE(Method):
         super().__init__(hp, info)
         self.ldam = LDAMLoss(self.counts, max_margin=hp["max_margin"], s=hp["scale"])
         self.temperature: Tensor | None = None
+        self.teacher = None  # (method, model) of --set teacher=RUN_DIR, loaded at the first stage
 
     def stages(self) -> list[Stage]:
         # RIDE CIFAR config: the LDAM-DRW schedule (warm-up 5, x0.01 at 160 and 180), nesterov, wd 5e-4
@@ -122,6 +126,24 @@ class RIDE(Method):
             scale=self.hp["scale"],
         )
 
+    def on_stage_start(self, stage, model, ctx) -> None:
+        if self.hp["teacher"] and self.teacher is None:
+            from ltbench.teacher import load_teacher
+
+            self.teacher = load_teacher(self.hp["teacher"], self.info, ctx.device)
+
+    def distill_loss(self, ensemble: Tensor, x: Tensor) -> Tensor:
+        """T_d² · KL(softmax(teacher/T_d) ‖ softmax(student ensemble/T_d)) (RIDELossWithDistill).
+
+        Deliberate difference: RIDELossWithDistill adds the RIDE loss and this term once per expert, i.e. the
+        whole loss x E; we add each once (the same minimiser; the code's x E acts like an E-fold lr).
+        """
+        t_method, t_model = self.teacher
+        with torch.no_grad():
+            target = F.softmax(t_method.predict(t_model, x).float() / self.hp["distill_temperature"], dim=-1)
+        log_student = F.log_softmax(ensemble.float() / self.hp["distill_temperature"], dim=-1)
+        return self.hp["distill_temperature"] ** 2 * F.kl_div(log_student, target, reduction="batchmean")
+
     def on_epoch_start(self, stage, epoch, model, ctx) -> None:
         """DRW weights and class-wise temperature from ``reweight_epoch`` (0-indexed; RIDE's 1-indexed
         ``epoch > reweight_epoch`` is the same epoch)."""
@@ -134,6 +156,11 @@ class RIDE(Method):
 
     def training_step(self, model, batch, stage, epoch) -> dict:
         out = model.forward_experts(batch["x"])
-        return ride_loss(
+        losses = ride_loss(
             out.logits, out.ensemble, batch["y"], self.ldam, model.scale, self.hp["lambda_div"], self.temperature
         )
+        if self.teacher is not None:
+            losses["distill"] = self.distill_loss(out.ensemble, batch["x"])
+            losses["loss"] = losses["loss"] + self.hp["distill_weight"] * losses["distill"]
+            losses["distill"] = losses["distill"].detach()
+        return losses
