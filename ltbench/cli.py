@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ltbench.errors import LTBenchError
+from ltbench.interrupt import Interrupted
 
 
 def _shots(text: str) -> tuple[int, int]:
@@ -47,6 +48,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", default="ldam", help="which images: ldam (LDAM-DRW's exact rule) | first")
     p.add_argument("--val", default="none", help="held-out balanced validation split: none | B (METHODS §0.1)")
     p.add_argument("--shots", type=_shots, help="many/few thresholds MANY,FEW (default 100,20 or the preset's)")
+    p.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (timm backbones only)")
     p.add_argument("--ssp", action="store_true", help="rotation self-supervised stage 0 before the method")
     p.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 where native)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPU)")
@@ -79,6 +81,7 @@ def config_from_args(args: argparse.Namespace):
         val=args.val,
         shots=args.shots,
         ssp=args.ssp,
+        pretrained=args.pretrained,
         precision=args.precision,
         deterministic=args.deterministic,
         data_root=args.data_root,
@@ -164,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     except LTBenchError as exc:
         print(f"ltbench: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"ltbench: {exc}; rerun the same command to resume from it", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(
             "ltbench: interrupted; the last epoch checkpoint is kept, rerun the same command to resume", file=sys.stderr

@@ -30,6 +30,9 @@ CHOICES = {
 RUNTIME_FIELDS = ("data_root", "out", "device", "threads", "sweep", "eval_every", "compile")
 
 
+IDENTITY_DEFAULTS = {"pretrained": False}
+
+
 def default_out() -> str:
     return os.environ.get("LTBENCH_OUT", "ltbench-out")
 
@@ -60,6 +63,7 @@ class RunConfig:
     threads: int | None = None
     eval_every: int = 10
     compile: bool = False
+    pretrained: bool = False  # timm weights (ImageNet-pretrained backbones), never silently random
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -81,6 +85,9 @@ class RunConfig:
         d = dataclasses.asdict(self)
         for k in RUNTIME_FIELDS:
             d.pop(k)
+        for k, default in IDENTITY_DEFAULTS.items():  # fields added later: old run ids stay valid
+            if d[k] == default:
+                d.pop(k)
         return d
 
     @property

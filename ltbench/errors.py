@@ -15,3 +15,22 @@ class ConfigError(LTBenchError):
 
 class DataError(LTBenchError):
     """Data that is missing, unreadable or does not have the expected layout."""
+
+
+class StorageError(LTBenchError):
+    """A file could not be written (disk full, quota, permissions). Earlier files are left intact and the
+    run is not marked failed, so rerunning after freeing space resumes it."""
+
+
+def storage_error(exc: OSError, path: object) -> StorageError:
+    """The user-facing form of an OSError raised while writing ``path``."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+    else:
+        reason = exc.strerror or str(exc)
+    return StorageError(
+        f"{reason} while writing {path}; the files written before are intact — free space (or fix the "
+        "directory) and rerun the same command to resume"
+    )

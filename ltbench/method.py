@@ -75,6 +75,20 @@ class Stage:
     drop_last: bool = False
     grad_clip: float | None = None
 
+    def __post_init__(self) -> None:
+        """The safety net behind ``resolve.check_ranges`` for values a method computes itself."""
+        from ltbench.errors import ConfigError
+
+        bad = []
+        if self.epochs < 0:
+            bad.append(f"epochs={self.epochs} (must be >= 0)")
+        if not (self.lr >= 0 and self.lr != float("inf")):
+            bad.append(f"lr={self.lr} (must be a finite number >= 0)")
+        if self.batch_size < 1:
+            bad.append(f"batch_size={self.batch_size} (must be >= 1)")
+        if bad:
+            raise ConfigError(f"stage {self.name!r}: " + ", ".join(bad))
+
 
 @dataclass
 class DataInfo:

@@ -6,6 +6,7 @@ of repeating learning rates and milestones in every module.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ltbench.method import HP, Stage
@@ -40,3 +41,34 @@ def ldam_cifar_stage(hp: dict[str, Any], name: str = "train", **overrides: Any) 
     )
     fields.update(overrides)
     return Stage(**fields)
+
+
+def apply_backbone_recipe(stages: list[Stage], recipe: dict | None, explicit_lrs: set[float]) -> list[Stage]:
+    """Backbone-owned training defaults (e.g. AdamW + cosine for ViT/DeiT/Swin, ltbench/models/timm_backbones)
+    applied to every full-training stage of any method; head-only stages keep the method's optimizer.
+
+    The learning rate becomes ``lr_per_512 x batch/512`` unless the user set that stage's lr explicitly
+    (``--lr`` / ``--set ft_lr=...``): the recipe replaces defaults, never the user's choices.
+    """
+    if not recipe:
+        return stages
+    out = []
+    for stage in stages:
+        if stage.trainable != "all":
+            out.append(stage)
+            continue
+        lr = stage.lr if stage.lr in explicit_lrs else recipe["lr_per_512"] * stage.batch_size / 512
+        out.append(
+            dataclasses.replace(
+                stage,
+                optimizer=recipe["optimizer"],
+                lr=lr,
+                weight_decay=recipe["weight_decay"],
+                schedule=recipe["schedule"],
+                milestones=(),
+                warmup_epochs=max(stage.warmup_epochs, recipe["warmup_fraction"] * stage.epochs),
+                warmup_per_iter=True,
+                no_decay_1d=recipe["no_decay_1d"],
+            )
+        )
+    return out

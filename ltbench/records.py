@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ltbench.errors import storage_error
+
 SCHEMA_VERSION = 1
 STATES = ("pending", "running", "incomplete", "done", "failed")
 LOCK_NAME = "run.lock"
@@ -77,6 +79,13 @@ def _clean(obj: Any) -> Any:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON via tmp file + fsync + os.replace; on any error the old file is left untouched."""
     path = Path(path)
+    try:
+        _write_json_atomic(path, obj)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
@@ -128,10 +137,14 @@ def write_result(run_dir: Path, record: dict) -> None:
 
 
 def append_jsonl(path: Path, obj: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(_clean(obj), allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """One line per call, flushed to disk; a torn last line (killed process) is skipped by readers."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(_clean(obj), allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
 
 
 def truncate_log(path: Path, keep) -> None:

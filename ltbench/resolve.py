@@ -55,6 +55,22 @@ def check_value(key: str, value: Any, spec: HP) -> Any:
     return value
 
 
+def check_ranges(hp: dict[str, Any]) -> None:
+    """Values no recipe can use, caught before any data is read: non-finite numbers, batch sizes < 1,
+    learning rates <= 0, negative epoch counts. (Types are checked by ``check_value``.)"""
+    for key, value in hp.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"hparam {key}={value}: must be a finite number")
+        if key.endswith("batch_size") and value < 1:
+            raise ConfigError(f"hparam {key}={value}: a batch size must be >= 1")
+        if (key == "lr" or key.endswith("_lr")) and value <= 0:
+            raise ConfigError(f"hparam {key}={value}: a learning rate must be > 0")
+        if key.endswith("epochs") and value < 0:
+            raise ConfigError(f"hparam {key}={value}: an epoch count must be >= 0")
+
+
 def _group(key: str, spec: HP) -> str:
     """The stage-length hparam an epoch hparam is relative to (``epoch=True`` means ``epochs``)."""
     return spec.epoch if isinstance(spec.epoch, str) else "epochs"
@@ -115,6 +131,7 @@ def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] =
     for group in scales:
         if cfg.epochs is not None and group not in explicit:
             hp[group] = cfg.epochs
+    check_ranges(hp)
     scale = scales.get("epochs", 1.0)
     return Resolved(
         hp=hp,

@@ -19,7 +19,7 @@ from ltbench.config import RunConfig
 from ltbench.context import Context
 from ltbench.data.base import DataSpec, LTData
 from ltbench.data.longtail import index_hash, shot_groups
-from ltbench.errors import LTBenchError
+from ltbench.errors import LTBenchError, StorageError, storage_error
 from ltbench.evaluate import evaluate, feature_sample
 from ltbench.method import DataInfo, Method
 from ltbench.metrics import weight_norm_stats
@@ -52,9 +52,9 @@ def prepare(cfg: RunConfig) -> tuple[type[Method], Resolved]:
         method_cls = with_ssp(method_cls)
     builder = DATASETS.get(cfg.dataset)
     resolved = resolve(cfg, method_cls, getattr(builder, "default_presets", ()))
-    from ltbench.registry import BACKBONES
+    from ltbench.models.backbones import check_backbone
 
-    BACKBONES.get(resolved.backbone)
+    check_backbone(resolved.backbone)
     return method_cls, resolved
 
 
@@ -139,6 +139,8 @@ def _execute_locked(cfg: RunConfig, method_cls: type[Method], resolved: Resolved
     env = env_info(device.type, precision, threads)
     try:
         record = _train_and_evaluate(cfg, method_cls, resolved, data, device, precision, progress)
+    except StorageError:
+        raise  # not a failure of the run: it stays incomplete and resumes once there is space
     except (Diverged, Exception) as exc:
         error = str(exc) if isinstance(exc, LTBenchError) else traceback.format_exc()
         write_result(
@@ -170,11 +172,15 @@ def _train_and_evaluate(
         train_labels=data.train_y.to(device),
     )
     method = method_cls(dict(resolved.hp), info)
-    backbone = build_backbone(resolved.backbone, data.image_size)
+    backbone = build_backbone(resolved.backbone, data.image_size, cfg.pretrained)
     model = method.build_model(backbone, data.num_classes, list(data.class_counts)).to(device)
     model = model.to(memory_format=torch.channels_last)
     ctx = Context(data, device, precision, channels_last=True)
-    trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress)
+    recipe = getattr(backbone, "recipe", None)
+    if recipe:
+        ctx.record("backbone_recipe", recipe)
+    lrs = frozenset(v for k, v in cfg.hparams.items() if k == "lr" or k.endswith("_lr"))
+    trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress, recipe, lrs)
     state = trainer.fit()
     ev = evaluate(method, model, ctx, resolved.shots)
     save_artifacts(cfg.run_dir, ev["test_logits"], data.test_y, feature_sample(model, ctx, data.test_x, data.test_y))
@@ -209,9 +215,12 @@ def save_artifacts(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, sa
     import numpy as np
 
     preds = logits.argmax(1).int().numpy()
-    np.savez_compressed(run_dir / "predictions.npz", preds=preds, labels=labels.int().numpy())
-    if sample is not None:
-        np.savez_compressed(run_dir / "features.npz", **{k: v.numpy() for k, v in sample.items()})
+    try:
+        np.savez_compressed(run_dir / "predictions.npz", preds=preds, labels=labels.int().numpy())
+        if sample is not None:
+            np.savez_compressed(run_dir / "features.npz", **{k: v.numpy() for k, v in sample.items()})
+    except OSError as exc:
+        raise storage_error(exc, run_dir / "predictions.npz") from exc
 
 
 def fmt_pct(v: float | None) -> str:

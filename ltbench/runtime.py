@@ -37,8 +37,9 @@ def configure_threads(threads: int | None) -> int:
     if threads is None and os.environ.get("SLURM_CPUS_PER_TASK"):
         threads = int(os.environ["SLURM_CPUS_PER_TASK"])
     if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        cpus = os.cpu_count() or 1
+        if not 1 <= threads <= 4 * cpus:  # more than 4 threads per core only ever oversubscribes
+            raise ConfigError(f"--threads must be between 1 and {4 * cpus} on this {cpus}-CPU machine, got {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 

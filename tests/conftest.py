@@ -38,7 +38,8 @@ def tiny_config(out: Path, method: str = "ce", **kw):
     kw.setdefault("eval_every", 0)
     kw.setdefault("precision", "fp32")
     kw.setdefault("device", "cpu")
-    return RunConfig(method=method, dataset="synthetic_lt", out=str(out), **kw)
+    kw.setdefault("dataset", "synthetic_lt")
+    return RunConfig(method=method, out=str(out), **kw)
 
 
 def interrupt_run(cfg, after_epochs: int) -> None:

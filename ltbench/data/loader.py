@@ -81,7 +81,12 @@ class DeviceBatches:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __iter__(self) -> Iterator[dict]:
-        for b in range(len(self)):
+        return self.iterate(0)
+
+    def iterate(self, start: int = 0) -> Iterator[dict]:
+        """Batches ``start``, ``start + 1``, ... (a resumed epoch skips the steps already done; the caller
+        restores the generator state of that moment, so the remaining batches are the ones it would have had)."""
+        for b in range(start, len(self)):
             idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
             raw = self.images[idx]
             xs = [self._prep(raw) for _ in range(self.views)]

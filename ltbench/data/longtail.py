@@ -46,9 +46,17 @@ def class_counts(n_max: int, num_classes: int, imbalance_ratio: float, profile: 
         return [n_max]
     imb_factor = 1 / ir  # the reference code's `imb_factor`
     if profile == "exp":
-        return [int(n_max * imb_factor ** (c / (num_classes - 1))) for c in range(num_classes)]
-    head = num_classes // 2
-    return [n_max] * head + [int(n_max * imb_factor)] * (num_classes - head)
+        counts = [int(n_max * imb_factor ** (c / (num_classes - 1))) for c in range(num_classes)]
+    else:
+        head = num_classes // 2
+        counts = [n_max] * head + [int(n_max * imb_factor)] * (num_classes - head)
+    if min(counts) < 1:
+        empty = sum(c < 1 for c in counts)
+        raise ConfigError(
+            f"imbalance ratio {ir:g} leaves {empty} of {num_classes} classes with no training image "
+            f"(largest class: {n_max}); use a ratio <= {n_max} for this dataset"
+        )
+    return counts
 
 
 def select_indices(

@@ -1,0 +1,105 @@
+"""timm backbones: curated entries, ``timm:<name>``, recipes, errors, and the method x backbone-family
+smoke matrix (every method, 1 epoch per stage on synthetic_lt, with a tiny member of each family)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ltbench.errors import ConfigError
+from ltbench.models import timm_backbones
+from ltbench.models.backbones import TIMM_CURATED, build_backbone
+from ltbench.registry import BACKBONES, METHODS
+from ltbench.run import execute
+from tests.test_methods import _fast_overrides, _two_step_config
+
+# Tiny members of each family, built by the same adapters as the curated entries (only sizes differ).
+TINY = {
+    "tiny_timm_resnet": lambda image_size=32, **kw: timm_backbones.resnet50(image_size, layers=(1, 1, 1, 1), **kw),
+    "tiny_vit": lambda image_size=32, **kw: timm_backbones.vit(
+        "vit_tiny_patch16_224", image_size, depth=1, embed_dim=32, num_heads=2, **kw
+    ),
+    "tiny_deit": lambda image_size=32, **kw: timm_backbones.vit(
+        "deit_tiny_patch16_224", image_size, depth=1, embed_dim=32, num_heads=2, **kw
+    ),
+    "tiny_swin": lambda image_size=32, **kw: timm_backbones.swin(
+        "swin_tiny_patch4_window7_224", image_size, depths=(1, 1, 1, 1), embed_dim=16, num_heads=(1, 1, 1, 1), **kw
+    ),
+}
+MULTI_EXPERT = ("ride", "ride_ea")  # architecture surgery on CIFAR ResNets only: refused elsewhere
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_backbones():
+    for name, fn in TINY.items():
+        BACKBONES.register(name)(fn)
+    yield
+    for name in TINY:
+        BACKBONES._entries.pop(name)
+
+
+@pytest.mark.parametrize("name", TIMM_CURATED)
+@pytest.mark.parametrize("size", [32, 224])
+def test_curated_backbones_build_at_32_and_224(name, size):
+    if size == 224 and name in ("resnet50", "swin_tiny", "deit_small", "vit_small"):
+        pytest.skip("224-px forward of the large members is covered by the 32-px build and vit_tiny/deit_tiny")
+    net = build_backbone(name, size).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, size, size))
+    assert out.shape == (2, net.feature_dim) and net.feature_dim == net.model.num_features
+
+
+def test_small_image_adaptations():
+    r50 = build_backbone("resnet50", 32).model
+    assert r50.conv1.kernel_size == (3, 3) and r50.conv1.stride == (1, 1) and isinstance(r50.maxpool, torch.nn.Identity)
+    assert build_backbone("resnet50", 224).model.conv1.kernel_size == (7, 7)
+    assert build_backbone("vit_tiny", 32).model.patch_embed.patch_size == (4, 4)
+    assert build_backbone("vit_tiny", 224).model.patch_embed.patch_size == (16, 16)
+    assert build_backbone("swin_tiny", 32).model.patch_embed.patch_size == (2, 2)
+    assert build_backbone("timm:resnet18", 32).feature_dim == 512  # any timm name, dimension discovered
+
+
+def test_backbone_errors_are_clear(monkeypatch):
+    with pytest.raises(ConfigError, match="timm has no model 'resnet5'.*resnet50"):
+        build_backbone("timm:resnet5", 32)
+    with pytest.raises(ConfigError, match="not a multiple of 4"):
+        build_backbone("vit_tiny", 30)
+    with pytest.raises(ConfigError, match="does not tile"):
+        build_backbone("swin_tiny", 48)
+    with pytest.raises(ConfigError, match="has no pretrained weights"):
+        build_backbone("resnet32", 32, pretrained=True)
+    import timm
+
+    def offline(*a, **k):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(ConfigError, match="--pretrained: the weights of timm model 'vit_tiny_patch16_224'.*online"):
+        build_backbone("vit_tiny", 32, pretrained=True)
+
+
+def test_transformer_recipe_applies_to_full_training_stages_only(tmp_path):
+    hp = {**_fast_overrides("crt"), "batch_size": 128}
+    rec = execute(_two_step_config(tmp_path, "crt", backbone="tiny_vit", hparams=hp), progress=False)
+    assert rec["extras"]["backbone_recipe"]["optimizer"] == "adamw"
+    # stage 1 (full training) gets AdamW at 5e-4 x 128/512; the head-only cRT stage keeps SGD lr 0.2
+    log = [json.loads(line) for line in (tmp_path / "runs" / rec["run_id"] / "log.jsonl").read_text().splitlines()]
+    assert log[0]["lr"] <= 5e-4 * 128 / 512 and log[1]["lr"] <= 0.2
+    explicit = execute(_two_step_config(tmp_path, "ce", backbone="tiny_vit", hparams={"lr": 0.003}), progress=False)
+    assert explicit["resolved"]["hp"]["lr"] == 0.003  # the user's lr is kept (cosine from 0.003)
+
+
+@pytest.mark.parametrize("backbone", list(TINY))
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_with_every_backbone_family(method, backbone, tmp_path):
+    cfg = _two_step_config(tmp_path, method, backbone=backbone, hparams=_fast_overrides(method))
+    if method in MULTI_EXPERT:
+        with pytest.raises(ConfigError, match="supported backbones: resnet32"):
+            execute(cfg, progress=False)
+        return
+    rec = execute(cfg, progress=False)
+    assert rec["status"] == "done" and rec["model"]["params"] > 0
+    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    assert log and all(torch.isfinite(torch.tensor(e["loss"])) for e in log)
