@@ -32,6 +32,13 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     c.add_argument("--workers", type=int, default=2, help="DataLoader workers of the conventional loop")
     c.add_argument("--precision", default="both", help="fp32 | bf16 | both (ltbench side)")
     c.add_argument("--threads", type=int)
+    f = sub.add_parser("profile", help="torch.profiler over real trainer steps: time by kind and top operators")
+    f.add_argument("--method", default="ce")
+    f.add_argument("--dataset", default="cifar10_lt")
+    f.add_argument("--data-root")
+    f.add_argument("--steps", type=int, default=20)
+    f.add_argument("--threads", type=int)
+    f.add_argument("--out", default="/tmp/ltbench-profile", help="scratch run directory (nothing is written)")
     r = sub.add_parser("report", help="seconds for `ltbench table` on N synthetic run records (goal: 1,000 in < 2 s)")
     r.add_argument("--records", type=int, default=1000)
     r.add_argument("--repeats", type=int, default=3)
@@ -146,6 +153,10 @@ def main(args: argparse.Namespace) -> int:
         heads = ["loop", "precision", "images/s", "vs conventional"]
         print(tabulate([[a, b, f"{c:.0f}", f"{d:.2f}x"] for a, b, c, d in rows], heads, tablefmt="github"))
         return 0
+    if args.bench == "profile":
+        from ltbench.bench_profile import main as profile_main
+
+        return profile_main(args)
     if args.bench == "report":
         from ltbench.bench_report import run_report_bench
 

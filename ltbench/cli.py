@@ -48,6 +48,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", default="ldam", help="which images: ldam (LDAM-DRW's exact rule) | first")
     p.add_argument("--val", default="none", help="held-out balanced validation split: none | B (METHODS §0.1)")
     p.add_argument("--shots", type=_shots, help="many/few thresholds MANY,FEW (default 100,20 or the preset's)")
+    p.add_argument("--image-size", type=int, help="ImageNet-LT/Places-LT/iNat: crop size (default 224)")
+    p.add_argument("--workers", type=int, help="ImageNet-LT/Places-LT/iNat: decoding processes (default CPUs-1)")
     p.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (timm backbones only)")
     p.add_argument("--ssp", action="store_true", help="rotation self-supervised stage 0 before the method")
     p.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 where native)")
@@ -82,6 +84,8 @@ def config_from_args(args: argparse.Namespace):
         shots=args.shots,
         ssp=args.ssp,
         pretrained=args.pretrained,
+        image_size=args.image_size,
+        workers=args.workers,
         precision=args.precision,
         deterministic=args.deterministic,
         data_root=args.data_root,

@@ -27,10 +27,10 @@ CHOICES = {
     "precision": ("auto", "bf16", "fp32"),
 }
 # Fields that change where or how fast a run executes, not what it computes: excluded from the run id.
-RUNTIME_FIELDS = ("data_root", "out", "device", "threads", "sweep", "eval_every", "compile")
+RUNTIME_FIELDS = ("data_root", "out", "device", "threads", "sweep", "eval_every", "compile", "workers")
 
 
-IDENTITY_DEFAULTS = {"pretrained": False}
+IDENTITY_DEFAULTS = {"pretrained": False, "image_size": None}
 
 
 def default_out() -> str:
@@ -64,6 +64,8 @@ class RunConfig:
     eval_every: int = 10
     compile: bool = False
     pretrained: bool = False  # timm weights (ImageNet-pretrained backbones), never silently random
+    image_size: int | None = None  # file-backed datasets (ImageNet-LT & co.): crop side, default 224
+    workers: int | None = None  # file-backed datasets: decoding processes
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -77,6 +79,10 @@ class RunConfig:
         many, few = self.shots or (100, 20)
         if not 0 <= few <= many:
             raise ConfigError(f"--shots MANY,FEW needs 0 <= FEW <= MANY, got {many},{few}")
+        if self.image_size is not None and not 8 <= self.image_size <= 1024:
+            raise ConfigError(f"--image-size must be between 8 and 1024, got {self.image_size}")
+        if self.workers is not None and not 0 <= self.workers <= 64:
+            raise ConfigError(f"--workers must be between 0 and 64, got {self.workers}")
         if self.eval_every < 0:
             raise ConfigError(f"--eval-every must be >= 0, got {self.eval_every}")
 

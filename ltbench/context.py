@@ -70,7 +70,7 @@ class Context:
         model.eval()
         outs = []
         try:
-            for x in eval_batches(self.data, images, self.eval_batch_size, self.channels_last):
+            for x in eval_batches(self.data, images, self.eval_batch_size, self.channels_last, self.device):
                 with self.autocast():
                     outs.append(fn(model, x).float())
         finally:

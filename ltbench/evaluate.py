@@ -26,7 +26,7 @@ def evaluate_logits(
     outs: dict[str, list[torch.Tensor]] = {}
     per_image: dict[str, list[torch.Tensor]] = {}
     try:
-        for x in eval_batches(ctx.data, images.to(ctx.device), ctx.eval_batch_size, ctx.channels_last):
+        for x in eval_batches(ctx.data, images.to(ctx.device), ctx.eval_batch_size, ctx.channels_last, ctx.device):
             with ctx.autocast():
                 variants = method.predict_variants(model, x) or {}
                 default = method.predict(model, x)
@@ -93,7 +93,9 @@ def feature_sample(
     backbone.eval()
     feats = []
     try:
-        for x in eval_batches(ctx.data, images[index].to(ctx.device), ctx.eval_batch_size, ctx.channels_last):
+        for x in eval_batches(
+            ctx.data, images[index].to(ctx.device), ctx.eval_batch_size, ctx.channels_last, ctx.device
+        ):
             with ctx.autocast():
                 feats.append(backbone(x).float().cpu())
     finally:

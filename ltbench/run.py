@@ -19,7 +19,7 @@ from ltbench.config import RunConfig
 from ltbench.context import Context
 from ltbench.data.base import DataSpec, LTData
 from ltbench.data.longtail import index_hash, shot_groups
-from ltbench.errors import LTBenchError, StorageError, storage_error
+from ltbench.errors import ConfigError, LTBenchError, StorageError, storage_error
 from ltbench.evaluate import evaluate, feature_sample
 from ltbench.method import DataInfo, Method
 from ltbench.metrics import weight_norm_stats
@@ -39,8 +39,15 @@ def load_data(cfg: RunConfig) -> LTData:
         profile=cfg.profile,
         subset=cfg.subset,
         val=cfg.val,
+        image_size=cfg.image_size,
+        workers=cfg.workers,
     )
-    return DATASETS.get(cfg.dataset)(spec)
+    data = DATASETS.get(cfg.dataset)(spec)
+    if cfg.image_size is not None and not hasattr(data.train_x, "paths"):
+        raise ConfigError(
+            f"--image-size applies to file-backed datasets (imagenet_lt, places_lt, inat2018), not {cfg.dataset}"
+        )
+    return data
 
 
 def prepare(cfg: RunConfig) -> tuple[type[Method], Resolved]:

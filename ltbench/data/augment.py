@@ -45,11 +45,23 @@ def random_hflip(x: torch.Tensor, gen: torch.Generator | None, p: float = 0.5) -
 
 
 def standard(x: torch.Tensor, data: LTData, gen: torch.Generator | None) -> torch.Tensor:
-    """The dataset's standard training augmentation: pad-crop (+ flip where valid), METHODS.md §0.1."""
+    """The dataset's standard training augmentation: pad-crop (+ flip where valid), METHODS.md §0.1; plus
+    colour jitter where the dataset's recipe has it (ImageNet-LT & co., after the workers' random crop)."""
     x = random_crop(x, data.crop_padding, gen)
     if data.hflip:
         x = random_hflip(x, gen)
+    if data.color_jitter:
+        x = colour_jitter(x, data.color_jitter)
     return normalise(x, data)
+
+
+def colour_jitter(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """ColorJitter(brightness=contrast=saturation=strength, hue=0) per sample (kornia, torch's global RNG,
+    re-seeded by the trainer each epoch); uint8 range in and out (float)."""
+    import kornia.augmentation as K
+
+    jitter = K.ColorJitter(strength, strength, strength, 0.0, p=1.0)
+    return jitter(x.float() / 255.0).clamp(0, 1) * 255.0
 
 
 def plain(x: torch.Tensor, data: LTData, gen: torch.Generator | None) -> torch.Tensor:

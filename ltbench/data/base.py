@@ -36,6 +36,8 @@ class DataSpec:
     subset: str = "ldam"  # ldam | first (METHODS.md §0.1 item 3)
     val: str = "none"  # none | B (held-out balanced validation split, METHODS.md §0.1 item 7)
     cache_dir: Path | None = None
+    image_size: int | None = None  # file-backed datasets: crop side (default 224; resize = size x 8/7)
+    workers: int | None = None  # file-backed datasets: decoding processes (default: CPUs - 1, at most 8)
 
 
 @dataclass
@@ -43,8 +45,10 @@ class LTData:
     """A long-tailed classification dataset in memory.
 
     Images are uint8 ``(N, C, H, W)`` tensors (C = 3 for every dataset, grey images are replicated) so one
-    backbone definition fits all small datasets. ``class_counts[c]`` is the number of training images of
-    label ``c``; labels follow the dataset's canonical order, not sorted by count.
+    backbone definition fits all small datasets; the large datasets hold
+    :class:`~ltbench.data.files.FileImages` that decode batches of that shape on demand.
+    ``class_counts[c]`` is the number of training images of label ``c``; labels follow the dataset's
+    canonical order, not sorted by count.
     """
 
     name: str
@@ -58,6 +62,7 @@ class LTData:
     std: tuple[float, float, float]
     crop_padding: int = 4  # pad-crop augmentation (CIFAR: 4 px, METHODS.md §0.1)
     hflip: bool = True  # digits are not flip-invariant
+    color_jitter: float = 0.0  # ColorJitter(0.4, 0.4, 0.4) for the ImageNet-LT family (classifier-balancing)
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
     provenance: dict[str, Any] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ltbench.data.base import DataSpec, LTData
 from ltbench.data.cifar import build_cifar_lt
 from ltbench.data.digits import build_digits_lt
+from ltbench.data.folder import build_folder_lt
 from ltbench.data.synthetic import build_synthetic_lt
 from ltbench.registry import DATASETS
 
@@ -48,3 +49,21 @@ digits_lt.default_presets = ("quick", "digits")
 def synthetic_lt(spec: DataSpec) -> LTData:
     """Tiny generated 16x16 stripe images (default IR 10, ~240 images) for tests; no files needed."""
     return build_synthetic_lt(spec)
+
+
+@DATASETS.register("imagenet_lt")
+def imagenet_lt(spec: DataSpec) -> LTData:
+    """ImageNet-LT (1,000 classes, 115.8k images, 1280..5 per class) from the OLTR split files under --data-root."""
+    return build_folder_lt("imagenet_lt", spec)
+
+
+@DATASETS.register("places_lt")
+def places_lt(spec: DataSpec) -> LTData:
+    """Places-LT (365 classes, 62.5k images, 4980..5 per class) from the OLTR split files under --data-root."""
+    return build_folder_lt("places_lt", spec)
+
+
+@DATASETS.register("inat2018")
+def inat2018(spec: DataSpec) -> LTData:
+    """iNaturalist 2018 (8,142 classes, 437.5k images; reported on val2018) from the competition JSON or txt lists."""
+    return build_folder_lt("inat2018", spec)

@@ -10,6 +10,7 @@ import torch
 
 from ltbench.data.augment import Transform, normalise
 from ltbench.data.base import LTData
+from ltbench.data.files import FileImages
 from ltbench.errors import ConfigError
 
 SAMPLERS = ("instance", "class_balanced", "sqrt", "subset")
@@ -67,10 +68,12 @@ class DeviceBatches:
         views: int = 1,
         drop_last: bool = False,
         channels_last: bool = False,
+        seed: int = 0,
     ) -> None:
         self.data, self.images, self.labels, self.order = data, images, labels, order
         self.batch_size, self.transform, self.gen = batch_size, transform, gen
         self.views, self.drop_last, self.channels_last = views, drop_last, channels_last
+        self.seed = seed  # file-backed images: per-batch crop seeds derive from it (not from ``gen``)
 
     def __len__(self) -> int:
         n = len(self.order)
@@ -86,19 +89,29 @@ class DeviceBatches:
     def iterate(self, start: int = 0) -> Iterator[dict]:
         """Batches ``start``, ``start + 1``, ... (a resumed epoch skips the steps already done; the caller
         restores the generator state of that moment, so the remaining batches are the ones it would have had)."""
-        for b in range(start, len(self)):
-            idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
-            raw = self.images[idx]
+        chunks = [self.order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(start, len(self))]
+        if isinstance(self.images, FileImages):  # decoded (and randomly cropped) by DataLoader workers
+            seeds = [hash((self.seed, b)) & (2**62 - 1) for b in range(start, len(self))]
+            dev = self.labels.device
+            raws = (raw.to(dev, non_blocking=True) for raw in self.images.batches(chunks, seeds))
+        else:
+            raws = (self.images[idx] for idx in chunks)
+        for idx, raw in zip(chunks, raws):
             xs = [self._prep(raw) for _ in range(self.views)]
             yield {"x": xs[0] if self.views == 1 else xs, "y": self.labels[idx], "index": idx}
 
 
 def eval_batches(
-    data: LTData, images: torch.Tensor, batch_size: int, channels_last: bool = False
+    data: LTData, images: torch.Tensor, batch_size: int, channels_last: bool = False, device=None
 ) -> Iterator[torch.Tensor]:
     """Un-augmented, normalised batches in dataset order (evaluation and feature extraction)."""
-    for start in range(0, len(images), batch_size):
-        x = normalise(images[start : start + batch_size], data)
+    if isinstance(images, FileImages):  # centre crops decoded by workers, then moved to the device
+        chunks = [torch.arange(s, min(s + batch_size, len(images))) for s in range(0, len(images), batch_size)]
+        raws = (raw.to(device or "cpu") for raw in images.batches(chunks, None))
+    else:
+        raws = (images[start : start + batch_size] for start in range(0, len(images), batch_size))
+    for raw in raws:
+        x = normalise(raw, data)
         yield x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 

@@ -1,0 +1,132 @@
+"""Images kept as files and decoded per batch (ImageNet-LT, Places-LT, iNaturalist: too large for memory).
+
+:class:`FileImages` stands where the small datasets hold a uint8 tensor (``LTData.train_x`` ...): it can
+be indexed with an index tensor (a subset, still lazy), reports a ``shape`` and decodes batches to fixed-
+size uint8 tensors in DataLoader workers with PIL. Only the *spatial* part of the standard pipeline runs in
+the workers — training: RandomResizedCrop(size, scale 0.08-1, ratio 3/4-4/3); evaluation: resize the
+shorter side to ``resize`` (256) and centre-crop ``size`` (224) — and each crop is done as one PIL
+``resize(box=...)`` from the original (the same region as resize-then-crop, one resampling instead of
+two). Flip and colour jitter then run batched on the training device like every other dataset's
+augmentation (ltbench/data/augment.py). Crop parameters come from a per-batch seed, so a run is
+reproducible whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ltbench.errors import DataError
+
+RRC_SCALE = (0.08, 1.0)  # torchvision RandomResizedCrop defaults (classifier-balancing ImageNet-LT recipe)
+RRC_RATIO = (3 / 4, 4 / 3)
+
+
+def rrc_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop.get_params with a local RNG: 10 tries, then the central crop."""
+    area = width * height
+    log_ratio = (math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*RRC_SCALE)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+            return left, top, left + w, top + h
+    in_ratio = width / height
+    if in_ratio < RRC_RATIO[0]:
+        w, h = width, int(round(width / RRC_RATIO[0]))
+    elif in_ratio > RRC_RATIO[1]:
+        w, h = int(round(height * RRC_RATIO[1])), height
+    else:
+        w, h = width, height
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
+def centre_box(width: int, height: int, size: int, resize: int) -> tuple[float, float, float, float]:
+    """The region of the original image that Resize(resize) + CenterCrop(size) keeps."""
+    scale = resize / min(width, height)
+    side_w, side_h = min(width, size / scale), min(height, size / scale)
+    left, top = (width - side_w) / 2, (height - side_h) / 2
+    return left, top, left + side_w, top + side_h
+
+
+def decode(path: str, size: int, resize: int, rng: random.Random | None) -> np.ndarray:
+    """One image as a size x size x 3 uint8 array: a random-resized crop (``rng``) or the centre crop."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            box = rrc_box(*im.size, rng) if rng is not None else centre_box(*im.size, size, resize)
+            out = im.resize((size, size), Image.BILINEAR, box=box)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot decode image {path}: {exc}") from exc
+    return np.asarray(out)
+
+
+@dataclass
+class FileImages:
+    """A lazy (N, 3, size, size) uint8 image array backed by files."""
+
+    paths: list[str]
+    size: int = 224
+    resize: int = 256
+    workers: int = 0
+    _index: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._index is None:
+            self._index = np.arange(len(self.paths))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), 3, self.size, self.size)
+
+    def to(self, device) -> FileImages:
+        """Files stay where they are; batches are moved to the device once decoded."""
+        return self
+
+    def __getitem__(self, idx) -> FileImages:
+        if isinstance(idx, torch.Tensor):
+            idx = idx.cpu().numpy()
+        return FileImages(self.paths, self.size, self.resize, self.workers, self._index[idx])
+
+    def decode_batch(self, positions: Sequence[int], seed: int | None) -> torch.Tensor:
+        """uint8 (B, 3, size, size) for the given positions; ``seed`` None means evaluation crops."""
+        rng = random.Random(seed) if seed is not None else None
+        arrays = [decode(self.paths[self._index[p]], self.size, self.resize, rng) for p in positions]
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+    def batches(self, chunks: Sequence[torch.Tensor], seeds: Sequence[int] | None) -> Iterator[torch.Tensor]:
+        """Decoded batches for ``chunks`` of positions, in order, by ``workers`` DataLoader processes."""
+        from torch.utils.data import DataLoader
+
+        jobs = _Jobs(self, [c.cpu().tolist() for c in chunks], seeds)
+        loader = DataLoader(
+            jobs, batch_size=None, num_workers=self.workers, prefetch_factor=2 if self.workers else None
+        )
+        yield from loader
+
+
+class _Jobs(torch.utils.data.Dataset):
+    """Item i = the decoded batch of chunk i (a DataLoader with batch_size=None just runs these)."""
+
+    def __init__(self, images: FileImages, chunks: list[list[int]], seeds: Sequence[int] | None) -> None:
+        self.images, self.chunks, self.seeds = images, chunks, seeds
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images.decode_batch(self.chunks[i], None if self.seeds is None else self.seeds[i])
