@@ -62,7 +62,12 @@ def profile_epochs(args: argparse.Namespace) -> tuple[list[list], list[list]]:
 
     batches = DeviceBatches(data, ctx.train_x, ctx.train_y, order, stage.batch_size, get_transform(stage.transform),
                             ctx.generator, stage.views, stage.drop_last, True)  # fmt: skip
-    it = iter(batches)
+
+    def endless():  # small datasets have fewer batches than warm-up + profiled steps
+        while True:
+            yield from batches
+
+    it = endless()
 
     def step() -> None:
         batch = next(it)

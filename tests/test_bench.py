@@ -16,3 +16,17 @@ def test_bench_compare_prints_both_loops(capsys):
 def test_bench_report_prints_timings(capsys):
     assert main(["bench", "report", "--records", "30", "--repeats", "1"]) == 0
     assert "ltbench table --format latex (30 records)" in capsys.readouterr().out
+
+
+def test_bench_profile_groups_the_trainer_step(tmp_path):
+    import argparse
+
+    from ltbench.bench_profile import kind, profile_epochs
+
+    assert kind("aten::convolution_backward") == "model compute" and kind("aten::add") == "model compute"
+    assert kind("aten::_foreach_add_") == "optimizer" and kind("aten::index") == "augmentation / batching"
+    args = argparse.Namespace(method="ce", dataset="synthetic_lt", data_root=None, steps=2, threads=None, out=tmp_path)
+    rows, ops = profile_epochs(args)
+    shares = {k: float(s.rstrip("%")) for k, s, _ in rows}
+    assert abs(sum(shares.values()) - 100) < 0.5 and shares["model compute"] > 50
+    assert ops and all(len(r) == 3 for r in ops)

@@ -53,3 +53,14 @@ def test_bns_ipdpp_two_epochs_per_stage(tmp_path, real_root):
         min(n, 500) for n in counts
     ]
     assert rec["metrics"]["overall"] > 0.12  # 2 + 2 epochs: measured 0.196 (chance 0.10)
+
+
+def test_bf16_training_matches_fp32_accuracy(tmp_path, real_root):
+    """bf16 autocast must not cost accuracy: the same 2-epoch CE run (same seed, same batches) in bf16 and
+    fp32 on real CIFAR-10-LT ends within 5 points (seed-to-seed spread at this budget is of that order)."""
+    args = ("--method", "ce", "--dataset", "cifar10_lt", "--preset", "quick", "--epochs", "2")
+    recs = {p: _run(tmp_path / p, real_root, *args, "--precision", p) for p in ("fp32", "bf16")}
+    assert {p: r["env"]["precision"] for p, r in recs.items()} == {"fp32": "fp32", "bf16": "bf16"}
+    fp32, bf16 = (recs[p]["metrics"]["overall"] for p in ("fp32", "bf16"))
+    print(f"overall accuracy after 2 epochs: fp32 {fp32:.4f}, bf16 {bf16:.4f}")
+    assert bf16 > 0.15 and abs(bf16 - fp32) <= 0.05, (fp32, bf16)
