@@ -132,6 +132,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from ltbench.probe import main as probe_main
+
+    return probe_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltbench", description="Long-tailed recognition benchmark harness.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     from ltbench.report_cli import add_commands
 
     add_commands(sub)  # table, plot
+    p = sub.add_parser("probe", help="linear-probe accuracy of finished runs' frozen backbone features")
+    p.add_argument("run_dirs", nargs="+", help="finished run directories")
+    p.add_argument("--data-root", help="where the runs' dataset is (default: $LTBENCH_DATA)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_probe)
     p = sub.add_parser("list", help="registered methods, datasets and backbones")
     p.add_argument("kind", nargs="?", choices=("methods", "datasets", "backbones"), help="only this registry")
     p.set_defaults(func=cmd_list)

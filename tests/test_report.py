@@ -323,3 +323,25 @@ def test_cli_subprocess_one_line_no_traceback(tmp_path):
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("ltbench: error: no completed runs")
+
+
+def test_linear_probe_of_finished_runs(tmp_path):
+    """The probe rebuilds each run's model, fits a class-balanced linear classifier on frozen features and
+    reports the benchmark's groups; on separable features it is perfect; it is deterministic."""
+    import torch
+
+    from ltbench.probe import fit_probe, probe_run
+    from ltbench.run import execute
+    from tests.conftest import tiny_config
+
+    x = torch.nn.functional.normalize(torch.eye(4).repeat(5, 1) + 0.01 * torch.randn(20, 4), dim=1)
+    y = torch.arange(4).repeat(5)
+    assert (fit_probe(x, y, 4)(x).argmax(1) == y).all()
+    runs = [tiny_config(tmp_path, m, epochs=1) for m in ("ce", "kcl")]
+    for cfg in runs:
+        execute(cfg, progress=False)
+    first = [probe_run(cfg.run_dir, None) for cfg in runs]
+    assert [r["method"] for r in first] == ["ce", "kcl"]
+    assert all(0.0 <= r["overall"] <= 1.0 for r in first)
+    again = probe_run(runs[0].run_dir, None)
+    assert json.dumps(again, sort_keys=True) == json.dumps(first[0], sort_keys=True)  # NaN-safe equality
