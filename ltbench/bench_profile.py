@@ -28,10 +28,9 @@ def kind(op: str) -> str:
     return "other"
 
 
-def profile_epochs(args: argparse.Namespace) -> tuple[list[list], list[list]]:
-    """(rows by kind, top operators) over ``args.steps`` training steps of ``args.method``."""
+def _trainer(args: argparse.Namespace):
+    """A Trainer for ``args.method`` on ``args.dataset``, built exactly as ``ltbench run`` builds it."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     from ltbench.config import RunConfig
     from ltbench.context import Context
@@ -52,7 +51,15 @@ def profile_epochs(args: argparse.Namespace) -> tuple[list[list], list[list]]:
     model = method.build_model(build_backbone(resolved.backbone, data.image_size), data.num_classes, info.class_counts)
     model = model.to(memory_format=torch.channels_last)
     ctx = Context(data, torch.device("cpu"), "fp32", channels_last=True)
-    trainer = Trainer(method, model, ctx, args.out, seed=0, eval_every=0, progress=False)
+    return Trainer(method, model, ctx, args.out, seed=0, eval_every=0, progress=False)
+
+
+def profile_epochs(args: argparse.Namespace) -> tuple[list[list], list[list]]:
+    """(rows by kind, top operators) over ``args.steps`` training steps of ``args.method``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer = _trainer(args)
+    method, model, ctx, data = trainer.method, trainer.model, trainer.ctx, trainer.ctx.data
     stage = trainer.stages[0]
     trainer._setup_stage(0, stage, fresh=True)
     trainer._train_mode(stage)
