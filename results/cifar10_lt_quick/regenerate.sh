@@ -11,11 +11,4 @@ OUT=results/cifar10_lt_quick
 bash slurm/dev-cluster/start-local-cluster.sh >/dev/null
 ltbench sweep slurm/quick_cifar10.toml --launcher slurm --preset localhost --data-root "$DATA" --out "$RUNS" --wait
 SWEEP=$RUNS/cifar10_lt_quick
-ltbench table "$SWEEP" --format markdown --metrics macro_f1,g_mean,ece --out $OUT/table.md
-ltbench table "$SWEEP" --format markdown --shots 500,200 --out $OUT/table_500_200.md
-ltbench table "$SWEEP" --format latex --metrics macro_f1,g_mean,ece --out $OUT/table.tex
-ltbench table "$SWEEP" --format csv --metrics macro_f1,g_mean,ece,wn_var --out $OUT/summary.csv
-python -c "import sys; from ltbench.report import load_records; load_records(sys.argv[1]).to_csv(sys.argv[2], index=False)" \
-    "$SWEEP" $OUT/records.csv
-ltbench plot "$SWEEP" --kind groups --out $OUT/figures
-ltbench plot "$SWEEP" --kind per-class --out $OUT/figures
+bash results/tables.sh "$SWEEP" $OUT
