@@ -7,6 +7,7 @@ imports (torch, timm) happen inside the subcommands so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ltbench.errors import LTBenchError
@@ -52,8 +53,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="ImageNet-LT/Places-LT/iNat: decoding processes (default CPUs-1)")
     p.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (timm backbones only)")
     p.add_argument("--ssp", action="store_true", help="rotation self-supervised stage 0 before the method")
-    p.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 where native)")
+    p.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 on bf16 GPUs and AMX CPUs)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (for GPUs; not faster on CPU)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, help="CPU threads (default: $SLURM_CPUS_PER_TASK or torch's)")
     p.add_argument("--eval-every", type=int, default=10, help="log test accuracy every N epochs (0: only at the end)")
@@ -88,6 +90,7 @@ def config_from_args(args: argparse.Namespace):
         workers=args.workers,
         precision=args.precision,
         deterministic=args.deterministic,
+        compile=args.compile,
         data_root=args.data_root,
         device=args.device,
         threads=args.threads,
@@ -173,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # OpenMP threads that spin while waiting fight any other busy process for the cores: with one other
+    # 1-thread job on the 2-core reference machine, the default `ltbench run` took 268 s with spinning
+    # (libgomp's default) and 29 s with PASSIVE (README "Performance"). Set before torch is first imported;
+    # a value the user exported wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if not argv:
         argv = ["run"]  # `ltbench` alone: the default run, as the README promises
     parser = build_parser()
