@@ -7,7 +7,6 @@ imports (torch, timm) happen inside the subcommands so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ltbench.errors import LTBenchError
@@ -176,11 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # OpenMP threads that spin while waiting fight any other busy process for the cores: with one other
-    # 1-thread job on the 2-core reference machine, the default `ltbench run` took 268 s with spinning
-    # (libgomp's default) and 29 s with PASSIVE (README "Performance"). Set before torch is first imported;
-    # a value the user exported wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if not argv:
         argv = ["run"]  # `ltbench` alone: the default run, as the README promises
     parser = build_parser()
