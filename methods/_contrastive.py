@@ -16,6 +16,7 @@ of the encoder, ``momentum`` = 0 with the encoder itself (keys detached).
 from __future__ import annotations
 
 import copy
+from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -171,10 +172,11 @@ class ContrastiveTwoStage(Method):
             return {"loss": self.ldam(out, batch["y"])}
         return {"loss": F.cross_entropy(out, batch["y"])}
 
+    @abstractmethod
     def contrastive_step(self, model: ContrastiveModel, batch: dict, epoch: int) -> dict:
-        raise NotImplementedError
+        """The stage-1 loss: each of KCL, TSC and SBCL defines its own."""
 
-    # ------------------------------------------------------------------ KCL contrast sets (KCL, TSC)
+    # KCL contrast sets (KCL, TSC)
     def kcl_contrast(self, model: ContrastiveModel, batch: dict) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(anchors, their labels, contrast set, P mask, A mask) of KCL, in-batch or with the queue (§6)."""
         v1, v2 = batch["x"]
