@@ -20,10 +20,7 @@ def resolve_device(name: str) -> torch.device:
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (bf16 matrix units), where oneDNN's bf16 convolutions pay off."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x; absent -> assume no
-    try:
-        return bool(probe()) if probe is not None else False
-    except RuntimeError:
-        return False
+    return bool(probe is not None and probe())
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
