@@ -100,4 +100,5 @@ def feature_sample(
                 feats.append(backbone(x).float().cpu())
     finally:
         backbone.train(was_training)
-    return {"features": torch.cat(feats).half(), "labels": labels[index].int(), "index": index.int()}
+    # float32: float16 overflows to inf on large pooled features (then t-SNE fails)
+    return {"features": torch.cat(feats), "labels": labels[index].int(), "index": index.int()}

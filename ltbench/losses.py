@@ -188,6 +188,10 @@ class LDAMLoss(nn.Module):
         self.register_buffer("margins", (max_margin * (n.min() / n) ** 0.25).float())
         self.register_buffer("weight", _optional_weight(weight))
 
+    def logits(self, cosine: Tensor) -> Tensor:
+        """The margin-free logits s·cos the loss trains: the method's test-time logits (probabilities, ECE)."""
+        return cosine.float() * self.s
+
     def forward(self, cosine: Tensor, targets: Tensor) -> Tensor:
         cos = cosine.float()
         margin = self.margins.to(cos.device)[targets]
@@ -252,6 +256,10 @@ class KPSLoss(nn.Module):
         self.register_buffer("radii", radii.float())
         self.register_buffer("margins", margins.float())
         self.register_buffer("weight", _optional_weight(weight))
+
+    def logits(self, cosine: Tensor) -> Tensor:
+        """The margin-free logits s·r_c·cos_c the loss trains: the method's test-time logits."""
+        return cosine.float() * self.radii.to(cosine.device) * self.s
 
     def forward(self, cosine: Tensor, targets: Tensor) -> Tensor:
         cos = cosine.float()

@@ -7,6 +7,7 @@ torn write. ``done`` is created only after result.json is in place.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -165,16 +166,46 @@ def truncate_log(path: Path, keep) -> None:
 
 
 def git_info() -> dict:
-    """Commit and dirty flag of the ltbench checkout, if it is one (provenance of every result)."""
+    """Code version of the ltbench checkout, if it is one: commit, dirty flag and, for a dirty tree, a
+    SHA-256 of ``git diff HEAD`` plus the names of untracked files (so two runs from differently modified
+    trees never look alike). A table mixing versions is flagged by ``ltbench table``."""
     root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+        commit = git("rev-parse", "HEAD")
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None, "diff_sha256": None}
+        status = git("status", "--porcelain")
+        diff = git("diff", "HEAD") if status.stdout.strip() else None
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if commit.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        return {"commit": None, "dirty": None, "diff_sha256": None}
+    digest = None
+    if diff is not None:
+        untracked = "".join(line for line in status.stdout.splitlines(True) if line.startswith("??"))
+        digest = hashlib.sha256((diff.stdout + untracked).encode()).hexdigest()
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip()), "diff_sha256": digest}
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+
+
+def cpu_info() -> dict:
+    """CPU model and the instruction-set flags that decide bf16 speed (AMX, avx512_bf16) on Linux."""
+    model, flags = platform.processor() or None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return {"cpu_model": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags], "cpu_count": os.cpu_count()}
 
 
 def env_info(device: str, precision: str, threads: int) -> dict:
@@ -190,6 +221,7 @@ def env_info(device: str, precision: str, threads: int) -> dict:
         "hostname": socket.gethostname(),
         "device": device,
         "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        **cpu_info(),
         "precision": precision,
         "threads": threads,
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),

@@ -221,13 +221,17 @@ def _train_and_evaluate(
 
 
 def save_artifacts(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, sample: dict | None) -> None:
-    """predictions.npz (reported predictions, for the confusion matrix) and features.npz (a stratified test
+    """predictions.npz (the reported test logits, float32, with their argmax and the labels: post-hoc
+    adjustment, calibration, AUC and the confusion matrix need no rerun) and features.npz (a stratified test
     feature sample, for t-SNE), written before result.json so that ``done`` implies they exist."""
     import numpy as np
 
+    logits = logits.float()
     preds = logits.argmax(1).int().numpy()
     try:
-        np.savez_compressed(run_dir / "predictions.npz", preds=preds, labels=labels.int().numpy())
+        np.savez_compressed(
+            run_dir / "predictions.npz", preds=preds, labels=labels.int().numpy(), logits=logits.numpy()
+        )
         if sample is not None:
             np.savez_compressed(run_dir / "features.npz", **{k: v.numpy() for k, v in sample.items()})
     except OSError as exc:

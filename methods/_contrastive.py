@@ -142,6 +142,11 @@ class ContrastiveTwoStage(Method):
             return {"loss": self.ldam(out, batch["y"])}
         return {"loss": F.cross_entropy(out, batch["y"])}
 
+    def predict(self, model, x):
+        """Stage 2's test-time logits: s·cos for the LDAM cosine head (the softmax its loss trains)."""
+        out = model(x)
+        return self.ldam.logits(out) if self.hp["stage2"] == "ldam" else out
+
     @abstractmethod
     def contrastive_step(self, model: ContrastiveModel, batch: dict, epoch: int) -> dict:
         """The stage-1 loss: each of KCL, TSC and SBCL defines its own."""

@@ -147,3 +147,6 @@ class KPS(_OneStage):
     def training_step(self, model, batch, stage, epoch) -> dict:
         self.loss.to(batch["y"].device)
         return {"loss": self.loss(model(batch["x"]), batch["y"])}
+
+    def predict(self, model, x):
+        return self.loss.logits(model(x))  # s·r_c·cos: the softmax the loss trains (not the raw cosines)

@@ -64,6 +64,9 @@ class LDAM(_DRW):
         self.loss.weight = self.class_weight
         return {"loss": self.loss(model(batch["x"]), batch["y"])}
 
+    def predict(self, model, x):
+        return self.loss.logits(model(x))  # s·cos: the softmax the loss trains (not the raw cosines)
+
 
 @METHODS.register("ldam_drw")
 class LDAMDRW(LDAM):

@@ -513,3 +513,17 @@ def test_contrastive_losses_stay_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = [contrastive_loss(z, z, pos, den, 0.07), BNSLoss("code")(v1, v2, labels)]
     assert [float(x) for x in got] == [float(x) for x in ref]
+
+
+@pytest.mark.parametrize("loss_cls", ["LDAMLoss", "KPSLoss"])
+def test_margin_free_logits_are_what_the_loss_trains(loss_cls):
+    """Test-time logits of the cosine-head losses: with no margin the loss is plain CE on ``logits(cos)``."""
+    import ltbench.losses as L
+
+    counts = [50, 20, 5]
+    cos = torch.tensor([[0.9, -0.2, 0.1], [0.3, 0.4, -0.8]])
+    y = torch.tensor([0, 2])
+    loss = getattr(L, loss_cls)(counts, max_margin=0.0)
+    assert torch.allclose(loss(cos, y), torch.nn.functional.cross_entropy(loss.logits(cos), y))
+    if loss_cls == "LDAMLoss":
+        assert torch.allclose(loss.logits(cos), 30 * cos)  # s = 30 (§3), not the raw cosines

@@ -345,3 +345,26 @@ def test_linear_probe_of_finished_runs(tmp_path):
     assert all(0.0 <= r["overall"] <= 1.0 for r in first)
     again = probe_run(runs[0].run_dir, None)
     assert json.dumps(again, sort_keys=True) == json.dumps(first[0], sort_keys=True)  # NaN-safe equality
+
+
+def test_git_info_hashes_the_uncommitted_diff(tmp_path, monkeypatch):
+    """A dirty tree gets a digest of its diff, so two differently modified trees never look alike."""
+    import subprocess
+
+    import ltbench.records as records
+
+    repo = tmp_path / "repo"
+    (repo / "ltbench").mkdir(parents=True)
+    run = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (repo / "f.txt").write_text("a\n")
+    run("add", "f.txt")
+    run("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x")
+    monkeypatch.setattr(records, "__file__", str(repo / "ltbench" / "records.py"))
+    clean = records.git_info()
+    assert clean["dirty"] is False and clean["diff_sha256"] is None and len(clean["commit"]) == 40
+    (repo / "f.txt").write_text("b\n")
+    one = records.git_info()
+    (repo / "f.txt").write_text("c\n")
+    two = records.git_info()
+    assert one["dirty"] and two["dirty"] and one["diff_sha256"] != two["diff_sha256"]

@@ -30,6 +30,16 @@ def test_run_writes_the_run_directory(out_dir):
     assert res["data"]["class_counts"] == sorted(res["data"]["class_counts"], reverse=True)
     assert res["model"]["params"] > 0 and res["model"]["gflops"] > 0
     assert res["env"]["precision"] == "fp32"
+    env = res["env"]
+    assert {"commit", "dirty", "diff_sha256", "cpu_model", "cpu_flags"} <= set(env)
+    assert (env["diff_sha256"] is None) == (env["dirty"] is False)
+    import numpy as np
+
+    with np.load(d / "predictions.npz") as z:  # logits stored: calibration / AUC / post-hoc need no rerun
+        assert z["logits"].dtype == np.float32 and z["logits"].shape == (len(z["labels"]), m["per_class"].__len__())
+        assert (z["logits"].argmax(1) == z["preds"]).all()
+    with np.load(d / "features.npz") as z:
+        assert z["features"].dtype == np.float32
     log = [json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [0, 1]
     # a second call reports the finished run instead of training again
