@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ltbench.context import Context
 from ltbench.data.loader import eval_batches
 from ltbench.method import Method
 from ltbench.metrics import classification_metrics
+from ltbench.train.context import Context
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ltbench.trainer import Context
+    from ltbench.train.context import Context
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Stage:
     trainable: str = "all"
     reinit_head: bool = False
     views: int = 1
-    transform: str = "standard"  # see ltbench.data.augment.TRANSFORMS
+    transform: str = "standard"  # see ltbench.data.transforms.TRANSFORMS
     evaluate: bool = True  # False for stages without a classifier (contrastive pre-training)
     drop_last: bool = False
     grad_clip: float | None = None

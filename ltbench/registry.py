@@ -76,6 +76,6 @@ class Registry(Generic[T]):
         return {n: describe(self._entries[n]) for n in self.names()}
 
 
-METHODS: Registry[Any] = Registry("method", ("methods",))
+METHODS: Registry[Any] = Registry("method", ("ltbench.methods",))
 DATASETS: Registry[Any] = Registry("dataset", ("ltbench.data.datasets",))
 BACKBONES: Registry[Any] = Registry("backbone", ("ltbench.models.backbones",))

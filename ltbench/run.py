@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from ltbench.config import RunConfig
-from ltbench.context import Context
 from ltbench.data.base import DataSpec, LTData
 from ltbench.data.longtail import index_hash, shot_groups
 from ltbench.errors import ConfigError, LTBenchError, StorageError, storage_error
@@ -28,8 +27,9 @@ from ltbench.models.heads import class_weight_matrix
 from ltbench.records import RunLock, env_info, read_json, run_state, write_json_atomic, write_result
 from ltbench.registry import DATASETS, METHODS
 from ltbench.resolve import Resolved, resolve
-from ltbench.runtime import configure_threads, resolve_device, resolve_precision, seed_everything
-from ltbench.trainer import Diverged, Trainer
+from ltbench.train.context import Context
+from ltbench.train.runtime import configure_threads, resolve_device, resolve_precision, seed_everything
+from ltbench.train.trainer import Diverged, Trainer
 
 
 def load_data(cfg: RunConfig) -> LTData:
@@ -54,7 +54,7 @@ def prepare(cfg: RunConfig) -> tuple[type[Method], Resolved]:
     """Validate names and hparams before any data is touched (fast, clear errors)."""
     method_cls = METHODS.get(cfg.method)
     if cfg.ssp:
-        from methods.ssp import with_ssp
+        from ltbench.methods.ssp import with_ssp
 
         method_cls = with_ssp(method_cls)
     builder = DATASETS.get(cfg.dataset)

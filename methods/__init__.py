@@ -1,3 +1,15 @@
-"""One module per method; importing this package registers them all in ``ltbench.registry.METHODS``."""
+"""The registered methods, one module each (families with shared parts as small packages: ``contrastive``,
+``ride``). Installed as ``ltbench.methods``; importing it registers every method in
+``ltbench.registry.METHODS`` (the registry imports it on first lookup)."""
 
-from methods import baselines, bns_ipdpp, ce, decoupling, focal, kcl, ldam, ride, ride_ea, sbcl, tsc  # noqa: F401
+import ltbench.methods.baselines
+import ltbench.methods.bns_ipdpp
+import ltbench.methods.ce
+import ltbench.methods.contrastive.kcl
+import ltbench.methods.contrastive.sbcl
+import ltbench.methods.contrastive.tsc
+import ltbench.methods.decoupling
+import ltbench.methods.focal
+import ltbench.methods.ldam
+import ltbench.methods.ride.ride
+import ltbench.methods.ride.ride_ea  # noqa: F401

@@ -17,8 +17,8 @@ from ltbench.losses import (
 )
 from ltbench.method import HP, Method, Stage
 from ltbench.models.heads import cosine_classifier
-from ltbench.recipes import LDAM_CIFAR, ldam_cifar_stage
 from ltbench.registry import METHODS
+from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
 
 CB_BETA = HP(0.9999, "Cui et al. 2019, CIFAR-LT best β (§13)", range=("choice", (0.9, 0.99, 0.999, 0.9999)))
 

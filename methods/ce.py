@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from ltbench.method import Method, Stage
-from ltbench.recipes import LDAM_CIFAR, ldam_cifar_stage
 from ltbench.registry import METHODS
+from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
 
 
 @METHODS.register("ce")

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from ltbench.method import HP, Method, Stage
 from ltbench.models.heads import LWSHead, tau_normalised_weight
-from ltbench.recipes import LDAM_CIFAR, ldam_cifar_stage
 from ltbench.registry import METHODS
+from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
 
 # Stage 2 of classifier-balancing (ImageNet-LT cRT config: 10 epochs, SGD lr 0.2 cosine, wd 5e-4, §4).
 # CIFAR is not covered by the paper: PROPOSAL — the same schedule with the CIFAR batch size.

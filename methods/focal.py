@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ltbench.losses import FocalLoss
 from ltbench.method import HP, Method, Stage
-from ltbench.recipes import LDAM_CIFAR, ldam_cifar_stage
 from ltbench.registry import METHODS
+from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
 
 
 @METHODS.register("focal")

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from ltbench.losses import LDAMLoss, class_balanced_weights
 from ltbench.method import HP, Method, Stage
 from ltbench.models.heads import cosine_classifier
-from ltbench.recipes import LDAM_CIFAR, ldam_cifar_stage
 from ltbench.registry import METHODS
+from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
 
 DRW_HP = {
     "drw_epoch": HP(160, "LDAM-DRW: re-weighting from the first lr drop, epoch 160 of 200 (§3)", epoch=True),

@@ -45,7 +45,7 @@ def tiny_config(out: Path, method: str = "ce", **kw):
 def interrupt_run(cfg, after_epochs: int) -> None:
     """Run ``cfg`` and interrupt it (KeyboardInterrupt) when epoch number ``after_epochs`` (0-based, counted
     over all stages) starts, leaving an incomplete run directory to resume from."""
-    import ltbench.trainer as trainer_mod
+    import ltbench.train.trainer as trainer_mod
     from ltbench.run import execute
 
     original, calls = trainer_mod.Trainer._run_epoch, {"n": 0}

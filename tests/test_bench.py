@@ -21,7 +21,7 @@ def test_bench_report_prints_timings(capsys):
 def test_bench_profile_groups_the_trainer_step(tmp_path):
     import argparse
 
-    from ltbench.bench_profile import kind, profile_epochs
+    from ltbench.bench.profile import kind, profile_epochs
 
     assert kind("aten::convolution_backward") == "model compute" and kind("aten::add") == "model compute"
     assert kind("aten::_foreach_add_") == "optimizer" and kind("aten::index") == "augmentation / batching"

@@ -8,7 +8,7 @@ import pytest
 
 def run_cli(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "ltbench.cli", *args], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "ltbench", *args], capture_output=True, text=True, timeout=300, env=env
     )
 
 

@@ -73,7 +73,7 @@ def test_unknown_names_suggest_close_match():
 
 
 def test_static_catalog_matches_registries():
-    from ltbench.catalog import static_entries
+    from ltbench.cli.catalog import static_entries
     from ltbench.registry import BACKBONES, DATASETS
 
     for name, reg in (("METHODS", METHODS), ("DATASETS", DATASETS), ("BACKBONES", BACKBONES)):

@@ -13,20 +13,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltbench.config import RunConfig
-from ltbench.contrastive import (
+from ltbench.data.longtail import class_counts
+from ltbench.losses.contrastive import (
     contrastive_loss,
     kcl_masks,
     sbcl_loss,
     supcon_masks,
     targeted_contrastive_loss,
 )
-from ltbench.data.longtail import class_counts
 from ltbench.method import DataInfo
-from ltbench.run import execute
-from methods._contrastive import ContrastiveModel
-from methods.kcl import KCL
-from methods.sbcl import class_temperatures, per_class_kmeans, subclass_counts
-from methods.tsc import (
+from ltbench.methods.contrastive.common import ContrastiveModel
+from ltbench.methods.contrastive.kcl import KCL
+from ltbench.methods.contrastive.sbcl import class_temperatures, per_class_kmeans, subclass_counts
+from ltbench.methods.contrastive.tsc import (
     TSC,
     hungarian_assignment,
     optimised_targets,
@@ -34,6 +33,7 @@ from methods.tsc import (
     uniformity_energy,
     update_centroids,
 )
+from ltbench.run import execute
 
 CIFAR10_LT = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
 

@@ -13,23 +13,23 @@ import pytest
 import torch
 from scipy import stats
 
-from ltbench._dpp_exact import (
-    _below,
-    _threshold,
-    log_normaliser_db,
-    sample_structured,
-    solve_tilt,
-    structured_weights,
-)
 from ltbench.dpp import (
     MODES,
-    _choose_eigvecs,
     ipdpp_kernel,
     k_dpp_log_normaliser,
     paper_algorithm1,
     sample_k_dpp,
     sample_per_class,
     subset_log_prob,
+)
+from ltbench.dpp.eig import _choose_eigvecs
+from ltbench.dpp.exact import (
+    _below,
+    _threshold,
+    log_normaliser_db,
+    sample_structured,
+    solve_tilt,
+    structured_weights,
 )
 from ltbench.errors import ConfigError
 
@@ -373,7 +373,7 @@ def test_sample_per_class_keeps_small_classes_and_draws_k_from_big_ones():
 
 
 def test_dpp_bench_smoke(monkeypatch):
-    from ltbench.bench_dpp import format_dpp_bench, run_dpp_bench
+    from ltbench.bench.dpp import format_dpp_bench, run_dpp_bench
 
     df = run_dpp_bench(sizes=(30, 200), repeats=1, modes=("exact", "eig"), eig_max_n=100)
     assert list(df.columns) == ["N", "k", "exact_ms", "eig_ms", "eig/exact"]

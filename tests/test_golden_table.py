@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ltbench.bench_report import write_fake_records
+from ltbench.bench.report import write_fake_records
 from ltbench.report import load_records
-from ltbench.table import make_table
+from ltbench.report.table import make_table
 
 DATA = Path(__file__).parent / "data"
 

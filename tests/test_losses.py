@@ -17,7 +17,6 @@ from ltbench.losses import (
     BNSLoss,
     FocalLoss,
     KPSLoss,
-    LabelledQueue,
     LDAMLoss,
     class_balanced_weights,
     contrastive_loss,
@@ -29,6 +28,7 @@ from ltbench.losses import (
     sample_mask,
     supcon_masks,
 )
+from ltbench.models.queue import LabelledQueue
 
 CIFAR10_LT = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
 LOGITS = [[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]]

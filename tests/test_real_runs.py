@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _run(tmp_path: Path, real_root: Path, *args: str) -> dict:
-    cmd = [sys.executable, "-m", "ltbench.cli", "run", "--data-root", str(real_root), "--out", str(tmp_path), *args]
+    cmd = [sys.executable, "-m", "ltbench", "run", "--data-root", str(real_root), "--out", str(tmp_path), *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     [result] = list((tmp_path / "runs").glob("*/result.json"))

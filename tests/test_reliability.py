@@ -35,7 +35,7 @@ def _env() -> dict:
 
 
 def _start(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ltbench.cli", "run", *RUN_ARGS, "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "ltbench", "run", *RUN_ARGS, "--out", str(out), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
 
 

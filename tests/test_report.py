@@ -21,7 +21,7 @@ from ltbench.cli import main
 from ltbench.errors import ConfigError
 from ltbench.records import write_json_atomic, write_result
 from ltbench.report import load_records, load_status, regroup
-from ltbench.table import PUBLISHED_CSV, build_grid, join_published, load_published, make_table, summarize
+from ltbench.report.table import PUBLISHED_CSV, build_grid, join_published, load_published, make_table, summarize
 
 COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, IR 100 (METHODS.md §0.1)
 BASE = [0.9, 0.9, 0.9, 0.9, 0.9, 0.7, 0.7, 0.7, 0.5, 0.5]
@@ -254,14 +254,14 @@ def test_real_run_record_loads(real_run):
 
 @pytest.mark.parametrize("kind", ["per-class", "weight-norms", "groups", "curves"])
 def test_plots_write_png_and_pdf(real_run, records, tmp_path, kind):
-    from ltbench.plot import make_plot
+    from ltbench.report.plot import make_plot
 
     paths = make_plot([real_run, records], kind, tmp_path / "fig")
     assert sorted(p.suffix for p in paths) == [".pdf", ".png"] and all(p.stat().st_size > 0 for p in paths)
 
 
 def test_tsne_and_confusion_need_stored_data(real_run, records, tmp_path):
-    from ltbench.plot import make_plot
+    from ltbench.report.plot import make_plot
 
     bare = Path(load_records(records).query("method == 'ce' and seed == 1")["run_dir"].iloc[0])
     with pytest.raises(ConfigError, match="no feature sample.*features.npz"):
@@ -319,7 +319,7 @@ def test_cli_bad_input_exit_2(records, tmp_path, capsys, args, expect):
 
 def test_cli_subprocess_one_line_no_traceback(tmp_path):
     res = subprocess.run(
-        [sys.executable, "-m", "ltbench.cli", "table", str(tmp_path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "ltbench", "table", str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("ltbench: error: no completed runs")
@@ -330,7 +330,7 @@ def test_linear_probe_of_finished_runs(tmp_path):
     reports the benchmark's groups; on separable features it is perfect; it is deterministic."""
     import torch
 
-    from ltbench.probe import fit_probe, probe_run
+    from ltbench.report.probe import fit_probe, probe_run
     from ltbench.run import execute
     from tests.conftest import tiny_config
 

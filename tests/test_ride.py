@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from ltbench.config import RunConfig
 from ltbench.errors import ConfigError
 from ltbench.losses import LDAMLoss, class_balanced_weights
+from ltbench.methods.ride.experts import ExpertBackbone, multi_expert_model
+from ltbench.methods.ride.ride import class_temperature, ride_loss
 from ltbench.models.cifar_resnet import resnet18_cifar_backbone, resnet32_backbone
-from ltbench.models.experts import ExpertBackbone, multi_expert_model
 from ltbench.run import execute
-from methods.ride import class_temperature, ride_loss
 
 COUNTS = [50, 20, 8, 3]
 

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 
 from ltbench.errors import ConfigError
 from ltbench.method import DataInfo
-from ltbench.models.router import ExpertRouter, route, router_targets, running_ensembles
+from ltbench.methods.ride.ride import RIDE
+from ltbench.methods.ride.ride_ea import RIDEEA
+from ltbench.methods.ride.router import ExpertRouter, route, router_targets, running_ensembles
+from ltbench.restore import load_finished
 from ltbench.run import execute
-from ltbench.teacher import load_teacher
-from methods.ride import RIDE
-from methods.ride_ea import RIDEEA
 from tests.conftest import tiny_config
 
 # 3 experts, 2 images, 3 classes; true labels y = [0, 2]
@@ -119,15 +119,15 @@ def test_distillation_from_a_finished_run_end_to_end(out_dir):
     log = [json.loads(line) for line in (student.run_dir / "log.jsonl").read_text().splitlines()]
     assert all(e["distill"] > 0 for e in log)
     # the rebuilt teacher reproduces the stored run's weights exactly
-    _, model = load_teacher(teacher_cfg.run_dir, _info(counts=rec["data"]["class_counts"]), torch.device("cpu"))
+    _, model = load_finished(teacher_cfg.run_dir, _info(counts=rec["data"]["class_counts"]), torch.device("cpu"))
     stored = torch.load(teacher_cfg.run_dir / "ckpt.pt", weights_only=False)["model"]
     assert all(torch.equal(v, stored[k]) for k, v in model.state_dict().items())
 
 
 def test_teacher_errors_name_the_problem(out_dir, tmp_path):
     with pytest.raises(ConfigError, match="not a finished run"):
-        load_teacher(tmp_path / "nowhere", _info(), torch.device("cpu"))
+        load_finished(tmp_path / "nowhere", _info(), torch.device("cpu"))
     cfg = tiny_config(out_dir, "ce", epochs=1)
     rec = execute(cfg, progress=False)
     with pytest.raises(ConfigError, match="same training set"):
-        load_teacher(cfg.run_dir, _info(dataset="cifar10_lt", counts=rec["data"]["class_counts"]), torch.device("cpu"))
+        load_finished(cfg.run_dir, _info(dataset="cifar10_lt", counts=rec["data"]["class_counts"]), torch.device("cpu"))

@@ -38,7 +38,7 @@ RUN = {"eval_every": 0, "precision": "fp32", "device": "cpu"}
 
 
 def _sweep(tmp_path: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "ltbench.cli", "sweep", "--launcher", "slurm", "--preset", "dev"]
+    cmd = [sys.executable, "-m", "ltbench", "sweep", "--launcher", "slurm", "--preset", "dev"]
     cmd += ["--out", str(tmp_path), "--name", name, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
@@ -85,8 +85,8 @@ def test_sweep_is_one_array_job_and_relaunch_submits_nothing(tmp_path):
 
 
 def test_requeued_run_resumes_with_identical_metrics(tmp_path):
-    from ltbench.launch import submit
     from ltbench.sweep import SweepSpec, expand
+    from ltbench.sweep.launch import submit
 
     def spec(name: str) -> SweepSpec:
         return SweepSpec(name=name, methods=["ce"], datasets=["synthetic_lt"], seeds=[3], run={"epochs": 40, **RUN})
@@ -112,7 +112,7 @@ def test_crashed_run_is_failed_and_retried(tmp_path):
     res = _sweep(tmp_path, "crash", str(spec), "--wait")
     assert res.returncode == 1 and "failed: loss became" in res.stdout, res.stdout + res.stderr
     status = subprocess.run(
-        [sys.executable, "-m", "ltbench.cli", "status", str(tmp_path / "crash")], capture_output=True, text=True
+        [sys.executable, "-m", "ltbench", "status", str(tmp_path / "crash")], capture_output=True, text=True
     )
     assert "failed 1" in status.stdout and "loss became" in status.stdout
     assert "nothing to launch" in _sweep(tmp_path, "crash", str(spec)).stdout

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from ltbench.launch import submit
 from ltbench.sweep import SweepSpec, expand, load_spec, random_hparams, states, to_launch
+from ltbench.sweep.launch import submit
 
 
 def _spec(**kw) -> SweepSpec:
@@ -76,7 +76,7 @@ def test_failed_run_is_shown_and_retried(tmp_path):
     assert states(configs)["failed"] == configs
     assert to_launch(configs) == [] and to_launch(configs, retry_failed=True) == configs
     out = subprocess.run(
-        [sys.executable, "-m", "ltbench.cli", "status", str(tmp_path / "t")], capture_output=True, text=True
+        [sys.executable, "-m", "ltbench", "status", str(tmp_path / "t")], capture_output=True, text=True
     )
     assert "failed 1" in out.stdout and "loss became" in out.stdout
 
@@ -93,7 +93,7 @@ def test_cli_dry_run_counts(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "ltbench.cli",
+        "ltbench",
         "sweep",
         "--methods",
         "ce",

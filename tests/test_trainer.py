@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ltbench.method import Stage
-from ltbench.optim import lr_factor
 from ltbench.records import run_state
 from ltbench.run import execute
+from ltbench.train.optim import lr_factor
 from tests.conftest import interrupt_run, tiny_config
 
 
@@ -59,7 +59,7 @@ def test_resume_after_interruption_gives_identical_metrics(out_dir, tmp_path):
 
 
 def test_nan_loss_stops_the_run_as_failed(out_dir):
-    from ltbench.trainer import Diverged
+    from ltbench.train.trainer import Diverged
 
     cfg = tiny_config(out_dir, hparams={"lr": 1e30})
     with pytest.raises(Diverged, match="loss became"):
@@ -95,7 +95,7 @@ def test_bf16_autocast_path_runs_on_cpu(out_dir):
 @pytest.mark.parametrize(("amx", "expected"), [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_on_cpu_follows_amx(monkeypatch, amx, expected):
     """auto picks bf16 only on CPUs with AMX (measured 2x there, slower without: runtime.resolve_precision)."""
-    from ltbench import runtime
+    from ltbench.train import runtime
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     cpu = torch.device("cpu")
@@ -107,7 +107,7 @@ def test_compile_flag_compiles_the_backbone_in_place(out_dir, monkeypatch):
     """--compile reaches nn.Module.compile on the backbone (in place: checkpoints keep their keys; a runtime
     field: the run id is unchanged). The real compile is replaced by a recorder: it costs 35-65 s per model on
     CPU and is meant for GPUs."""
-    from ltbench.cli import build_parser, config_from_args
+    from ltbench.cli.main import build_parser, config_from_args
 
     calls = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: calls.append(type(self).__name__))

@@ -7,7 +7,7 @@ the workers — training: RandomResizedCrop(size, scale 0.08-1, ratio 3/4-4/3); 
 shorter side to ``resize`` (256) and centre-crop ``size`` (224) — and each crop is done as one PIL
 ``resize(box=...)`` from the original (the same region as resize-then-crop, one resampling instead of
 two). Flip and colour jitter then run batched on the training device like every other dataset's
-augmentation (ltbench/data/augment.py). Crop parameters come from a per-batch seed, so a run is
+augmentation (ltbench/data/transforms.py). Crop parameters come from a per-batch seed, so a run is
 reproducible whatever the number of workers.
 """
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from ltbench.data.augment import Transform, normalise
 from ltbench.data.base import LTData
 from ltbench.data.files import FileImages
+from ltbench.data.transforms import Transform, normalise
 from ltbench.errors import ConfigError
 
 SAMPLERS = ("instance", "class_balanced", "sqrt", "subset")

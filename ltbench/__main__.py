@@ -1,0 +1,7 @@
+"""``python -m ltbench``: the command line."""
+
+import sys
+
+from ltbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""``ltbench table`` and ``ltbench plot``: argument handling around table.py / plot.py.
+
+Only argparse is imported at module level; pandas, seaborn and torch load inside the commands, so
+``ltbench list`` and ``--help`` stay instant. Values are validated by the library (ConfigError, one line,
+exit 2) rather than by argparse ``choices``/``type``, whose errors print a usage block instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ltbench.errors import ConfigError
+
+SUFFIX_FORMATS = {".tex": "latex", ".md": "markdown", ".csv": "csv"}
+
+
+def add_table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, sweep directories or folders of them")
+    p.add_argument("--format", help="latex | markdown | csv (default: from --out's suffix, else markdown)")
+    p.add_argument("--datasets", help="comma-separated datasets to show (default: all found)")
+    p.add_argument("--shots", help="recompute many/few groups with thresholds MANY,FEW (e.g. 500,200)")
+    p.add_argument(
+        "--published",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CSV",
+        help="show published numbers and ours minus them (default file: results/published.csv)",
+    )
+    p.add_argument("--source", help="with --published: only sources containing this text (e.g. 'poster')")
+    p.add_argument("--metrics", help="extra columns: macro_f1,g_mean,ece,wn_var")
+    p.add_argument("--digits", type=int, default=1, help="decimals (default 1, as in the papers)")
+    p.add_argument("--out", help="write to this file instead of stdout")
+
+
+def add_plot_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, sweep directories or folders of them")
+    p.add_argument("--kind", required=True, help="per-class | weight-norms | groups | curves | tsne | confusion")
+    p.add_argument("--datasets", help="comma-separated datasets to show (default: all found)")
+    p.add_argument("--shots", help="recompute many/few groups with thresholds MANY,FEW")
+    p.add_argument("--out", default="figures", help="output directory for PNG + PDF (default: ./figures)")
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from ltbench.report.table import make_table
+
+    fmt = args.format or SUFFIX_FORMATS.get(Path(args.out).suffix if args.out else "", "markdown")
+    if args.source and args.published is False:
+        raise ConfigError("--source only applies with --published")
+    text = make_table(
+        args.runs,
+        fmt=fmt,
+        datasets=args.datasets,
+        shots=args.shots,
+        published=args.published,
+        metrics=args.metrics,
+        digits=args.digits,
+        source=args.source,
+    )
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ltbench.report.plot import make_plot
+
+    for path in make_plot(args.runs, args.kind, args.out, datasets=args.datasets, shots=args.shots):
+        print(path)
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register ``table`` and ``plot`` on the CLI's subparsers (each dispatches through ``args.func``)."""
+    p = sub.add_parser("table", help="paper table (LaTeX booktabs / markdown / CSV) from run records")
+    add_table_args(p)
+    p.set_defaults(func=cmd_table)
+    p = sub.add_parser("plot", help="figures (PNG + PDF) from run records")
+    add_plot_args(p)
+    p.set_defaults(func=cmd_plot)

@@ -1,0 +1,400 @@
+"""Paper tables from run records: rows = methods, column groups = datasets x (Many, Medium, Few, Overall).
+
+The layout is the BNS+IP-DPP paper's comparison table (METHODS.md §9.6), with what that table lacks and
+the reporting rules require (§0.4): mean ± sample std over seeds and the number of seeds, the class count of
+each group in a header row, the group thresholds in a note, runs that did not finish listed instead of
+silently averaged away, and optionally the published number and our difference beside each cell.
+LaTeX is a hand-built booktabs ``tabular`` (ready to ``\\input``), markdown goes through tabulate, CSV is
+the long aggregated frame (one row per method x dataset x metric) for further analysis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ltbench.errors import ConfigError
+from ltbench.report.load import PathsLike, load_records, parse_shots
+
+ACCURACY = ("many", "medium", "few", "overall")
+# metric -> (header, scale to display units, True: higher is better / False: lower / None: not ranked)
+METRICS = {
+    "many": ("Many", 100, True),
+    "medium": ("Medium", 100, True),
+    "few": ("Few", 100, True),
+    "overall": ("Overall", 100, True),
+    "macro_f1": ("Macro-F1", 100, True),
+    "g_mean": ("G-mean", 100, True),
+    "ece": ("ECE", 100, False),
+    "wn_var": ("WN var", 1, None),  # a diagnostic (seed paper Table 2), not a score: never bold
+}
+EXTRA_METRICS = tuple(m for m in METRICS if m not in ACCURACY)
+FORMATS = ("latex", "markdown", "csv")
+PUBLISHED_CSV = Path(__file__).resolve().parent / "published.csv"  # package data; --published FILE for others
+DATASET_NAMES = {
+    "cifar10_lt": "CIFAR-10-LT",
+    "cifar100_lt": "CIFAR-100-LT",
+    "imagenet_lt": "ImageNet-LT",
+    "inat2018": "iNat 2018",
+    "places_lt": "Places-LT",
+}
+_KEYS = "ce focal ldam ldam_drw tau_norm ride kcl tsc sbcl otmix disa bns_ipdpp"
+METHOD_NAMES = dict(zip(_KEYS.split(), "CE Focal LDAM LDAM-DRW τ-norm RIDE KCL TSC SBCL OTmix DisA BNS+IP-DPP".split()))
+METHOD_ORDER = (
+    "ce ce_rs ce_rw ce_drw cb_ce cb_focal focal ldam ldam_drw la balanced_softmax crt lws tau_norm kps "
+    "ride kcl tsc sbcl otmix disa bns_ipdpp"
+).split()
+
+
+def _order(name: str, order: list[str] | tuple[str, ...]) -> tuple:
+    base = name.split(" ")[0].removesuffix("+ssp")
+    return (order.index(base) if base in order else len(order), name)
+
+
+def row_labels(df: pd.DataFrame) -> pd.Series:
+    """Table row of each run: its method label, plus the settings that tell apart several configurations of
+    that method on one dataset (e.g. a hparam sweep), so different recipes are never averaged as seeds."""
+    cand = ["backbone", "preset", "imbalance_ratio", "profile", "subset", "val", "precision", "deterministic"]
+    cand += sorted(c for c in df.columns if c.startswith("hparams."))
+    labels = df["label"].copy()
+    for label, g in df.groupby("label"):
+        if g.groupby("dataset")["config_key"].nunique().max() <= 1:
+            continue
+        varying = [c for c in cand if (g.groupby("dataset")[c].nunique(dropna=False) > 1).any()] or ["config_key"]
+        for i, r in g.iterrows():
+            labels[i] = label + " (" + ", ".join(f"{c.removeprefix('hparams.')}={r[c]}" for c in varying) + ")"
+    return labels
+
+
+def _check_thresholds(df: pd.DataFrame) -> None:
+    for ds, g in df.groupby("dataset"):
+        pairs = sorted(
+            {(int(a), int(b)) for a, b in zip(g["shots_many"], g["shots_few"]) if pd.notna(a) and pd.notna(b)}
+        )
+        if len(pairs) > 1:
+            shown = " and ".join(f"{a},{b}" for a, b in pairs)
+            raise ConfigError(f"runs on {ds} use different group thresholds ({shown}); pass --shots MANY,FEW")
+
+
+def _classes(g: pd.DataFrame, metric: str) -> str:
+    col = "num_classes" if metric == "overall" else f"{metric}_classes"
+    if metric not in ACCURACY or col not in g:
+        return ""
+    vals = sorted({int(v) for v in g[col] if v == v and v is not None})
+    return "/".join(map(str, vals))
+
+
+def summarize(df: pd.DataFrame, metrics: tuple[str, ...] = ACCURACY) -> pd.DataFrame:
+    """Long frame: one row per (table row, dataset, metric) with mean, sample std (ddof=1) and n in display
+    units (% for accuracies, F1, G-mean, ECE), the seeds, and the class count of the group."""
+    df = df[df["state"] == "done"].copy()
+    _check_thresholds(df)
+    df["row"] = row_labels(df)
+    out = []
+    for (row, ds), g in df.groupby(["row", "dataset"], sort=False):
+        for m in metrics:
+            scale = METRICS[m][1]
+            vals = pd.to_numeric(g[m], errors="coerce").dropna() * scale if m in g else pd.Series(dtype=float)
+            out.append(
+                {
+                    "row": row,
+                    "method": g["label"].iloc[0],
+                    "dataset": ds,
+                    "metric": m,
+                    "mean": vals.mean() if len(vals) else math.nan,
+                    "std": vals.std(ddof=1) if len(vals) > 1 else math.nan,
+                    "n": len(vals),
+                    "runs": len(g),
+                    "seeds": ",".join(str(s) for s in sorted(g["seed"].tolist())),
+                    "classes": _classes(g, m),
+                    "unit": "%" if scale == 100 else "",
+                    "shots": ",".join(
+                        str(int(v)) if pd.notna(v) else "?" for v in g[["shots_many", "shots_few"]].iloc[0]
+                    ),
+                    "imbalance_ratio": g["imbalance_ratio"].iloc[0],
+                    "backbone": g["backbone"].iloc[0],
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def load_published(path: str | Path | None = None) -> pd.DataFrame:
+    """Numbers reported in papers (percent) with source and verification status: ltbench/report/published.csv
+    (shipped with the package) or ``path``."""
+    path = Path(path) if path else PUBLISHED_CSV
+    if not path.exists():
+        raise ConfigError(f"published numbers file {path} not found; pass --published FILE")
+    return pd.read_csv(path, comment="#")
+
+
+def _candidates(pub: pd.DataFrame, r: pd.Series, metrics: list[str]) -> pd.DataFrame:
+    """Published rows for one table row, best first: our backbone, then most metrics given, then file order."""
+    cand = pub[(pub["method"] == r["method"]) & (pub["dataset"] == r["dataset"])]
+    ir = pd.to_numeric(cand["imbalance_ratio"], errors="coerce") if "imbalance_ratio" in cand else None
+    if ir is not None:
+        cand = cand[ir.isna() | (ir == r["imbalance_ratio"])]
+    have = [m for m in metrics if m in cand]
+    cand = cand.assign(_other=cand["backbone"] != r["backbone"], _given=-cand[have].notna().sum(axis=1))
+    return cand.sort_values(["_other", "_given"], kind="stable")
+
+
+def join_published(summary: pd.DataFrame, pub: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+    """Add ``published``, ``diff`` (ours − published), ``pub_source``, ``pub_status``, ``pub_note``.
+
+    Match on method, dataset and imbalance ratio (published rows without one match any). Each table row
+    takes all its published numbers from ONE source, never a mix of papers: the one with our backbone,
+    then the most metrics, then file order (``source`` keeps only sources containing that text). A group
+    value published with other thresholds keeps its number but gets no Δ (not comparable, §0.3).
+    """
+    if source:
+        pub = pub[pub["source"].str.contains(source, case=False, regex=False, na=False)]
+    pub = pub.reset_index(drop=True)
+    out = summary.assign(published=math.nan, diff=math.nan, pub_source="", pub_status="", pub_note="")
+    metrics = [m for m in out["metric"].unique() if m in pub.columns]
+    for _, idx in out.groupby(["row", "dataset"]).groups.items():
+        cand = _candidates(pub, out.loc[idx[0]], metrics)
+        cand = cand[cand[metrics].notna().any(axis=1)] if metrics else cand.iloc[:0]
+        if not len(cand):
+            continue
+        best = cand.iloc[0]
+        shots = "" if pd.isna(best.get("shots")) else str(best.get("shots"))
+        for i in idx:
+            m = out.loc[i, "metric"]
+            if m not in metrics or pd.isna(best[m]):
+                continue
+            other = m in ("many", "medium", "few") and shots and shots != out.loc[i, "shots"]
+            out.loc[i, ["published", "pub_source", "pub_status"]] = [best[m], best["source"], best["status"]]
+            out.loc[i, "pub_note"] = f"thresholds {shots} differ from ours, no Δ" if other else ""
+            out.loc[i, "diff"] = math.nan if other else out.loc[i, "mean"] - best[m]
+    return out
+
+
+@dataclass
+class Grid:
+    """A table independent of the output format: header rows, body cells (text, style), notes."""
+
+    groups: list[tuple[str, int]] = field(default_factory=list)
+    heads: list[str] = field(default_factory=list)
+    counts: list[str] = field(default_factory=list)
+    rows: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _fmt(v: float, digits: int, sign: bool = False) -> str:
+    if v is None or v != v:
+        return "n/a"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def _styles(values: dict[str, float], higher: bool | None) -> dict[str, str]:
+    """best / second per column, compared on the printed (rounded) values so equal-looking cells tie."""
+    ranked = sorted({v for v in values.values() if v == v}, reverse=bool(higher))
+    if higher is None or len(ranked) < 2 or sum(v == v for v in values.values()) < 2:
+        return {}
+    return {k: "best" if v == ranked[0] else "second" for k, v in values.items() if v in ranked[:2]}
+
+
+def _columns(summary: pd.DataFrame, metrics: tuple[str, ...], published: bool) -> list[tuple[str, str, str]]:
+    order = list(DATASET_NAMES)
+    cols = []
+    for ds in sorted(summary["dataset"].unique(), key=lambda d: _order(d, order)):
+        for m in metrics:
+            cols.append((ds, m, "ours"))
+            if published and summary[(summary.metric == m) & (summary.dataset == ds)]["published"].notna().any():
+                cols += [(ds, m, "pub"), (ds, m, "diff")]
+        cols.append((ds, "", "n"))
+    return cols
+
+
+def build_grid(summary: pd.DataFrame, metrics: tuple[str, ...], digits: int = 1, published: bool = False) -> Grid:
+    """Arrange a (joined) summary in the paper layout, with bold/underline per ``ours`` column."""
+    cols = _columns(summary, metrics, published)
+    rows = sorted(summary["row"].unique(), key=lambda r: _order(r, METHOD_ORDER))
+    cell = {(r.row, r.dataset, r.metric): r for r in summary.itertuples()}
+    grid = Grid()
+    for ds, m, kind in cols:
+        if not grid.groups or grid.groups[-1][0] != ds:
+            grid.groups.append((ds, 0))
+        grid.groups[-1] = (ds, grid.groups[-1][1] + 1)
+        grid.heads.append({"ours": METRICS.get(m, ("",))[0], "pub": "Pub.", "diff": "Δ", "n": "n"}[kind])
+        counts = sorted({c.classes for (_, d, mm), c in cell.items() if d == ds and mm == m and c.classes})
+        grid.counts.append(f"({'/'.join(counts)})" if kind == "ours" and counts else "")
+    styles = {}
+    for ds, m, kind in cols:
+        if kind == "ours":
+            vals = {r: round(cell[r, ds, m].mean, digits) if (r, ds, m) in cell else math.nan for r in rows}
+            styles[ds, m] = _styles(vals, METRICS[m][2])
+    for r in rows:
+        cells = []
+        for ds, m, kind in cols:
+            c = cell.get((r, ds, m if kind != "n" else metrics[-1]))
+            cells.append(_cell_text(c, kind, digits, styles.get((ds, m), {}).get(r, "")))
+        grid.rows.append((r, cells))
+    return grid
+
+
+def _cell_text(c, kind: str, digits: int, style: str) -> tuple[str, str]:
+    if c is None:
+        return ("–", "")
+    if kind == "n":
+        return (str(c.runs), "")
+    if kind == "pub":
+        return ("–" if c.published != c.published else _fmt(c.published, digits), "")
+    if kind == "diff":
+        return ("–" if c.diff != c.diff else _fmt(c.diff, digits, sign=True), "")
+    text = _fmt(c.mean, digits)
+    if c.n > 1 and c.std == c.std:
+        text += f" ± {_fmt(c.std, digits)}"
+    return (text, style)
+
+
+def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], published: bool) -> list[str]:
+    shots = ", ".join(
+        f"{DATASET_NAMES.get(d, d)} many > {s.split(',')[0]}, few < {s.split(',')[1]}"
+        for d, s in summary.groupby("dataset")["shots"].first().items()
+    )
+    notes = [
+        "Top-1 accuracy (%) of the final epoch; mean ± sample std over the n seeds (n = number of completed runs).",
+        f"Groups by training images per class: {shots}; class count of each group in parentheses.",
+        "Bold: best, underlined: second best per column.",
+    ]
+    if set(metrics) - set(ACCURACY):
+        notes.append("Macro-F1, G-mean and ECE (15 bins) in %; WN var: variance of per-class classifier weight norms.")
+    if published:
+        used = summary[summary["published"].notna()]
+        for (method, ds, src), g in used.groupby(["method", "dataset", "pub_source"], sort=False):
+            status = g["pub_status"].iloc[0]
+            flag = f" [{status}]" if status and status != "published" else ""
+            extra = "; ".join(sorted({n for n in g["pub_note"] if n}))
+            which = ", ".join(g["metric"])
+            notes.append(
+                f"Pub. {method} on {DATASET_NAMES.get(ds, ds)} ({which}): {src}{flag}" + (f"; {extra}" if extra else "")
+            )
+        notes.append("Δ = ours − published (points)." if len(used) else "No published numbers match these rows.")
+    missing = df.attrs.get("not_done") or []
+    if missing:
+        counts = pd.Series([m["state"] for m in missing]).value_counts()
+        notes.append(
+            "Excluded runs: "
+            + ", ".join(f"{n} {s}" for s, n in counts.items())
+            + " ("
+            + ", ".join(m["run_id"] for m in missing[:5])
+            + (", ..." if len(missing) > 5 else "")
+            + ")"
+        )
+    return notes
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials (underscores in method and dataset names) so the file can be \\input as is."""
+    specials = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
+    out = "".join(specials.get(ch, ch) for ch in text)
+    for plain, tex in (("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("τ", r"$\tau$"), ("−", "--"), ("–", "--")):
+        out = out.replace(plain, tex)
+    return out
+
+
+def _name(row: str) -> str:
+    base, _, rest = row.partition(" ")
+    plus = "+SSP" if base.endswith("+ssp") else ""
+    base = base.removesuffix("+ssp")
+    return METHOD_NAMES.get(base, base) + plus + (f" {rest}" if rest else "")
+
+
+def to_latex(grid: Grid) -> str:
+    """booktabs tabular: dataset spans with cmidrules, metric heads, class counts, bold/underline."""
+    wrap = {"best": r"\textbf{%s}", "second": r"\underline{%s}", "": "%s"}
+    lines = [f"% {latex_escape(n)}" for n in grid.notes]
+    lines += [r"\begin{tabular}{l" + "r" * len(grid.heads) + "}", r"\toprule"]
+    spans, rules, col = [], [], 2
+    for ds, span in grid.groups:
+        spans.append(rf"\multicolumn{{{span}}}{{c}}{{{latex_escape(DATASET_NAMES.get(ds, ds))}}}")
+        rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
+        col += span
+    lines += [" & " + " & ".join(spans) + r" \\", " ".join(rules)]
+    lines.append("Method & " + " & ".join(latex_escape(h) for h in grid.heads) + r" \\")
+    if any(grid.counts):
+        lines.append(" & " + " & ".join(grid.counts) + r" \\")
+    lines.append(r"\midrule")
+    for row, cells in grid.rows:
+        body = " & ".join(wrap[s] % latex_escape(t) for t, s in cells)
+        lines.append(f"{latex_escape(_name(row))} & {body}" + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(grid: Grid) -> str:
+    """GitHub markdown via tabulate; one header row (dataset, metric, class count), notes below."""
+    from tabulate import tabulate
+
+    wrap = {"best": "**%s**", "second": "<u>%s</u>", "": "%s"}
+    names = [DATASET_NAMES.get(ds, ds) for ds, span in grid.groups for _ in range(span)]
+    heads = ["Method"] + [" ".join(p for p in (n, h, c) if p) for n, h, c in zip(names, grid.heads, grid.counts)]
+    body = [[_name(row)] + [wrap[s] % t for t, s in cells] for row, cells in grid.rows]
+    table = tabulate(body, heads, tablefmt="github", disable_numparse=True)
+    return table + "\n\n" + "\n".join(f"- {n}" for n in grid.notes) + "\n"
+
+
+def _metric_list(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    extra = tuple(m for m in (metrics.split(",") if isinstance(metrics, str) else metrics or ()) if m)
+    unknown = [m for m in extra if m not in METRICS]
+    if unknown:
+        raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(EXTRA_METRICS)}")
+    return ACCURACY + tuple(m for m in extra if m not in ACCURACY)
+
+
+def filter_datasets(df: pd.DataFrame, datasets: str | list[str] | None) -> pd.DataFrame:
+    wanted = [d for d in (datasets.split(",") if isinstance(datasets, str) else datasets or []) if d]
+    if not wanted:
+        return df
+    have = sorted(df["dataset"].unique())
+    unknown = [d for d in wanted if d not in have]
+    if unknown:
+        raise ConfigError(f"no completed runs on {unknown}; the records hold {', '.join(have)}")
+    out = df[df["dataset"].isin(wanted)]
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def make_table(
+    paths: PathsLike,
+    fmt: str = "markdown",
+    datasets: str | list[str] | None = None,
+    shots: str | tuple[int, int] | None = None,
+    published: bool | str | Path = False,
+    metrics: str | tuple[str, ...] | None = None,
+    digits: int = 1,
+    source: str | None = None,
+) -> str:
+    """The whole pipeline behind ``ltbench table``: load, filter, regroup, aggregate, join, render.
+
+    ``published``: False, True (results/published.csv) or a CSV path; ``source`` narrows its sources.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if not 0 <= digits <= 6:
+        raise ConfigError(f"--digits must be between 0 and 6, got {digits}")
+    cols = _metric_list(metrics)
+    df = filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets)
+    summary = summarize(df, cols)
+    if published is not False:
+        summary = join_published(summary, load_published(None if published is True else published), source)
+    if fmt == "csv":
+        return summary.to_csv(index=False)
+    grid = build_grid(summary, cols, digits, published is not False)
+    grid.notes = _notes(df, summary, cols, published is not False)
+    return to_latex(grid) if fmt == "latex" else to_markdown(grid)

@@ -1,0 +1,38 @@
+"""Run states of a sweep, read from the run directories: what is pending, running, incomplete, done or failed,
+and what a launch submits (only what is not done; failed runs only when asked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ltbench.config import RunConfig
+from ltbench.records import STATES, read_json, run_state
+
+
+def states(configs: list[RunConfig]) -> dict[str, list[RunConfig]]:
+    """Group configs by their on-disk state: pending / running / incomplete / done / failed."""
+    out: dict[str, list[RunConfig]] = {s: [] for s in STATES}
+    for cfg in configs:
+        out[run_state(cfg.run_dir)].append(cfg)
+    return out
+
+
+def to_launch(configs: list[RunConfig], retry_failed: bool = False) -> list[RunConfig]:
+    """What a launch submits: everything not done, minus failed runs unless ``retry_failed``."""
+    grouped = states(configs)
+    todo = grouped["pending"] + grouped["incomplete"]
+    return todo + grouped["failed"] if retry_failed else todo
+
+
+def failure_reason(cfg: RunConfig) -> str:
+    rec = read_json(cfg.run_dir / "result.json") or {}
+    err = (rec.get("error") or "").strip().splitlines()
+    return err[-1] if err else "unknown error"
+
+
+def sweep_status(sweep_dir: Path) -> dict[str, list[str]]:
+    """States of every run directory under ``sweep_dir`` (for ``ltbench status``, no spec needed)."""
+    out: dict[str, list[str]] = {s: [] for s in STATES}
+    for d in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir()):
+        out[run_state(d)].append(d.name)
+    return out

@@ -1,0 +1,302 @@
+"""The one training loop. Executes a method's Stages: optimizer + schedule, AMP, checkpoint every epoch
+and resume, seeded randomness, the NaN guard, evaluation every N epochs, progress and log files.
+
+Randomness is re-seeded from (seed, stage, epoch) at the start of every epoch, so resuming from an
+epoch checkpoint replays exactly what an uninterrupted run would have done (no RNG state to carry).
+A SIGTERM or Ctrl-C stops between two steps and writes a mid-epoch checkpoint that does carry the epoch's
+sample order and RNG states, so that resume is exact too (ltbench/interrupt.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ltbench.data.loader import DeviceBatches, epoch_order
+from ltbench.data.transforms import get_transform
+from ltbench.errors import LTBenchError, storage_error
+from ltbench.evaluate import evaluate_logits
+from ltbench.method import Method, Stage
+from ltbench.records import append_jsonl, truncate_log
+from ltbench.train.context import Context
+from ltbench.train.interrupt import Interrupted, StopFlag, graceful_stop
+from ltbench.train.optim import build_optimizer, lr_factor, set_lr
+from ltbench.train.progress import Progress
+from ltbench.train.recipes import apply_backbone_recipe
+
+CHECK_EVERY = 20  # steps between NaN checks / host syncs (one sync per check, none inside the step)
+
+
+class Diverged(LTBenchError):
+    """The loss became NaN or infinite: the run stops with status ``failed`` and this reason."""
+
+
+@dataclass
+class TrainState:
+    stage: int = 0
+    epoch: int = 0  # next epoch to run within ``stage``
+    step: int = 0  # > 0 only in a mid-epoch checkpoint (SIGTERM / Ctrl-C): steps of ``epoch`` already done
+    timing: dict = field(default_factory=dict)
+    backbone_hash: str | None = None
+
+
+def seed_for(seed: int, *parts: int) -> int:
+    """A 63-bit seed derived from the run seed and (stage, epoch): independent streams per epoch."""
+    h = hashlib.sha256(repr((seed,) + parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def backbone_hash(model: nn.Module, trainable: str = "head") -> str:
+    """Digest of every frozen tensor (weights and BN buffers) for the partial-stage check: the backbone of a
+    head-only stage, or everything outside ``model.<trainable>`` for a module-only stage (RIDE's router)."""
+    h = hashlib.sha256()
+    if trainable == "head":
+        frozen = model.backbone.state_dict()
+    else:
+        frozen = {k: v for k, v in model.state_dict().items() if not k.startswith(f"{trainable}.")}
+    for name, t in sorted(frozen.items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class Trainer:
+    def __init__(
+        self,
+        method: Method,
+        model: nn.Module,
+        ctx: Context,
+        run_dir: Path,
+        seed: int,
+        eval_every: int = 10,
+        progress: bool = True,
+        recipe: dict | None = None,
+        explicit_lrs: frozenset[float] = frozenset(),
+    ) -> None:
+        self.method, self.model, self.ctx, self.run_dir = method, model, ctx, Path(run_dir)
+        self.seed, self.eval_every = seed, eval_every
+        self.stages = apply_backbone_recipe(method.stages(), recipe, set(explicit_lrs))
+        self.progress = Progress(self.stages, len(ctx.train_y), enabled=progress)
+        self.ckpt_path = self.run_dir / "ckpt.pt"
+        self.log_path = self.run_dir / "log.jsonl"
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.mid_epoch: dict | None = None  # what a mid-epoch checkpoint restores into the interrupted epoch
+        self.stop = StopFlag()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, state: TrainState, mid_epoch: dict | None = None) -> None:
+        blob = {
+            "mid_epoch": mid_epoch,
+            "state": state.__dict__,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "method": self.method.state_dict(),
+            "ctx": self.ctx.state_dict(),
+        }
+        tmp = self.ckpt_path.with_name(f".ckpt.{os.getpid()}.tmp")
+        try:
+            torch.save(blob, tmp)
+            os.replace(tmp, self.ckpt_path)
+        except OSError as exc:  # disk full: the previous checkpoint is still the last good state
+            tmp.unlink(missing_ok=True)
+            raise storage_error(exc, self.ckpt_path) from exc
+
+    def load(self) -> tuple[TrainState, dict | None]:
+        """The checkpoint's state, or a fresh one if there is none or it is unreadable (then: restart)."""
+        if not self.ckpt_path.exists():
+            return TrainState(), None
+        try:
+            blob = torch.load(self.ckpt_path, map_location=self.ctx.device, weights_only=False)
+            state = TrainState(**blob["state"])
+        except Exception as exc:  # truncated/corrupt file: say so and start over
+            print(f"ltbench: checkpoint {self.ckpt_path} is unreadable ({type(exc).__name__}); starting over")
+            self.ckpt_path.unlink(missing_ok=True)
+            self.log_path.unlink(missing_ok=True)
+            return TrainState(), None
+        for stage in self.stages[: state.stage + 1]:  # structural head changes before loading weights
+            self.method.adapt_model(self.model, stage)
+        self.model.load_state_dict(blob["model"])
+        self.method.load_state_dict(blob["method"])
+        self.ctx.load_state_dict(blob["ctx"])
+        done = (state.stage, state.epoch)
+        if blob.get("mid_epoch") is not None:  # the method/ctx state of that moment, re-applied in the epoch
+            self.mid_epoch = {**blob["mid_epoch"], "method": copy.deepcopy(blob["method"]), "ctx": blob["ctx"]}
+        at = f" step {state.step}" if state.step else ""
+        print(f"ltbench: resuming {self.run_dir.name} at stage {state.stage} epoch {state.epoch}{at}", flush=True)
+        truncate_log(self.log_path, lambda e: (e["stage"], e["epoch"] + 1) <= done)
+        return state, blob.get("optimizer")
+
+    # ------------------------------------------------------------------ stage setup
+    def _setup_stage(self, idx: int, stage: Stage, fresh: bool) -> None:
+        model = self.model
+        if fresh:
+            self.method.adapt_model(model, stage)
+        if stage.trainable in ("all", "head"):
+            model.backbone.requires_grad_(stage.trainable == "all")
+        else:  # only ``model.<trainable>`` learns (RIDE-EA's router): everything else is frozen
+            model.requires_grad_(False)
+            self._trained_module(stage).requires_grad_(True)
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not params:
+            raise LTBenchError(f"stage {stage.name!r} has no trainable parameters")
+        self.optimizer = build_optimizer(params, stage)
+
+    def _trained_module(self, stage: Stage) -> nn.Module:
+        module = getattr(self.model, stage.trainable, None)
+        if not isinstance(module, nn.Module):
+            raise LTBenchError(f"stage {stage.name!r} trains model.{stage.trainable}, which the model does not have")
+        return module
+
+    def _train_mode(self, stage: Stage) -> None:
+        if stage.trainable in ("all", "head"):
+            self.model.train()
+            if stage.trainable == "head":
+                self.model.backbone.eval()  # frozen backbone: BN statistics must not move
+        else:
+            self.model.eval()  # frozen experts: no BN statistics move either
+            self._trained_module(stage).train()
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainState:
+        state, opt_state = self.load()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with graceful_stop() as self.stop:
+            for idx in range(state.stage, len(self.stages)):
+                self._fit_stage(idx, state, opt_state)
+                opt_state = None
+        self.progress.close()
+        return state
+
+    def _fit_stage(self, idx: int, state: TrainState, opt_state: dict | None) -> None:
+        stage = self.stages[idx]
+        fresh = not (idx == state.stage and (state.epoch > 0 or state.step > 0))
+        self._setup_stage(idx, stage, fresh)
+        if not fresh and opt_state is not None:
+            self.optimizer.load_state_dict(opt_state)
+        if fresh:
+            partial = stage.trainable != "all"
+            state.backbone_hash = backbone_hash(self.model, stage.trainable) if partial else None
+        torch.manual_seed(seed_for(self.seed, idx, -1))
+        self.method.on_stage_start(stage, self.model, self.ctx)
+        for epoch in range(state.epoch if not fresh else 0, stage.epochs):
+            self._run_epoch(idx, stage, epoch, state)
+            state.stage, state.epoch, state.step = idx, epoch + 1, 0
+            self.save(state)
+        if stage.trainable != "all" and backbone_hash(self.model, stage.trainable) != state.backbone_hash:
+            raise RuntimeError(f"stage {stage.name!r} trains only {stage.trainable}, yet frozen weights changed")
+        state.stage, state.epoch, state.step = idx + 1, 0, 0
+
+    def _epoch_order(self, idx: int, stage: Stage, epoch: int) -> tuple[torch.Tensor, dict | None]:
+        """Seed the epoch, run the method's epoch hook, and return the sample order (and, when resuming
+        inside this epoch, the interrupted moment's state, restored here: method, ctx, RNG streams)."""
+        ctx = self.ctx
+        torch.manual_seed(seed_for(self.seed, idx, epoch))
+        ctx.generator.manual_seed(seed_for(self.seed, idx, epoch, 1))
+        ctx.epoch_log = {}
+        self.method.on_epoch_start(stage, epoch, self.model, ctx)
+        mid, self.mid_epoch = self.mid_epoch, None
+        if mid is None:
+            return epoch_order(stage.sampler, ctx.train_y, ctx.data.num_classes, ctx.generator, ctx.subset), None
+        self.method.load_state_dict(mid["method"])  # undo what the hook redid with mid-epoch weights
+        ctx.load_state_dict(copy.deepcopy(mid["ctx"]))
+        ctx.generator.set_state(mid["generator"])
+        torch.set_rng_state(mid["torch_rng"])
+        if mid.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(mid["cuda_rng"], ctx.device)
+        return mid["order"].to(ctx.device), mid
+
+    def _interrupt(self, idx: int, epoch: int, step: int, state: TrainState, order, sums, counters) -> None:
+        """Write the mid-epoch checkpoint (after ``step`` complete steps) and stop."""
+        cuda = torch.cuda.get_rng_state(self.ctx.device) if self.ctx.device.type == "cuda" else None
+        mid = {
+            "order": order.cpu(),
+            "generator": self.ctx.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": cuda,
+            "sums": {k: v.cpu() for k, v in sums.items()},
+            "counters": counters,
+        }
+        state.stage, state.epoch, state.step = idx, epoch, step
+        self.save(state, mid)
+        raise Interrupted(self.stop.signum, f"at stage {idx} epoch {epoch} step {step}")
+
+    def _run_epoch(self, idx: int, stage: Stage, epoch: int, state: TrainState) -> None:
+        ctx, model, opt = self.ctx, self.model, self.optimizer
+        order, mid = self._epoch_order(idx, stage, epoch)
+        transform = get_transform(stage.transform)
+        batches = DeviceBatches(
+            ctx.data, ctx.train_x, ctx.train_y, order, stage.batch_size, transform, ctx.generator, stage.views,
+            stage.drop_last, ctx.channels_last, seed_for(self.seed, idx, epoch, 2),
+        )  # fmt: skip
+        self._train_mode(stage)
+        sums = {k: v.to(ctx.device) for k, v in mid["sums"].items()} if mid else {}
+        counters = dict(mid["counters"]) if mid else {"images": 0, "seconds": 0.0}
+        first, n_steps, t0 = state.step if mid else 0, len(batches), time.perf_counter()
+        self.progress.start_epoch(idx, epoch, n_steps)
+        for it, batch in enumerate(batches.iterate(first), first):
+            set_lr(opt, stage.lr * lr_factor(stage, epoch, it, n_steps))
+            with ctx.autocast():
+                out = self.method.training_step(model, batch, stage, epoch)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            if stage.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
+            opt.step()
+            for k, v in out.items():
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    sums[k] = sums.get(k, 0) + v.detach().float()
+            counters["images"] += len(batch["y"])
+            if (it + 1) % CHECK_EVERY == 0 or it + 1 == n_steps:
+                self._check_finite(sums["loss"], idx, epoch, it)
+                rate = counters["images"] / (counters["seconds"] + time.perf_counter() - t0)
+                self.progress.step(it + 1, float(sums["loss"]) / (it + 1), rate)
+            if self.stop and it + 1 < n_steps:
+                counters["seconds"] += time.perf_counter() - t0
+                self._interrupt(idx, epoch, it + 1, state, order, sums, counters)
+        counters["seconds"] += time.perf_counter() - t0
+        self._end_epoch(idx, stage, epoch, state, sums, counters, n_steps)
+
+    def _end_epoch(self, idx, stage, epoch, state, sums, counters, n_steps) -> None:
+        seconds, n_images = counters["seconds"], counters["images"]
+        entry = {
+            "stage": idx,
+            "stage_name": stage.name,
+            "epoch": epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+            "images_per_s": round(n_images / max(seconds, 1e-9), 1),
+        }
+        entry.update({k: float(v) / max(1, n_steps) for k, v in sums.items()})
+        entry.update(self.ctx.epoch_log)
+        if self._should_eval(stage, epoch):
+            entry["test_acc"] = self._quick_eval()
+        append_jsonl(self.log_path, entry)
+        tim = state.timing.setdefault(stage.name, {"seconds": 0.0, "images": 0})
+        tim["seconds"] += seconds
+        tim["images"] += n_images
+        self.progress.end_epoch(entry)
+
+    def _check_finite(self, loss_sum: torch.Tensor, idx: int, epoch: int, it: int) -> None:
+        value = float(loss_sum)
+        if not math.isfinite(value):
+            raise Diverged(
+                f"loss became {value} in stage {self.stages[idx].name!r}, epoch {epoch + 1}, "
+                f"by step {it + 1}; lower the learning rate or check the data"
+            )
+
+    def _should_eval(self, stage: Stage, epoch: int) -> bool:
+        last = epoch + 1 == stage.epochs
+        return stage.evaluate and self.eval_every > 0 and (epoch + 1) % self.eval_every == 0 and not last
+
+    def _quick_eval(self) -> float:
+        """Test accuracy for the training curve only (logged, never used to select anything)."""
+        logits = evaluate_logits(self.method, self.model, self.ctx, self.ctx.data.test_x)["default"]
+        return float((logits.argmax(1).cpu() == self.ctx.data.test_y).float().mean())

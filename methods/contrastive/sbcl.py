@@ -1,0 +1,155 @@
+"""SBCL — Subclass-Balancing Contrastive Learning (Hou et al., ICCV 2023; METHODS.md §8).
+
+Every head class is split by k-means into sub-clusters about the size of a tail class; the loss contrasts
+at the subclass level (instance- and subclass-balanced) plus a class term, at class-wise temperatures, that
+keeps subclasses of one class closer to each other than to other classes. After a SupCon warm-up the
+clusters and temperatures are recomputed every ``step`` epochs from the un-augmented training images.
+Stage 2 as KCL/TSC: LDAM with class-balanced weights from epoch 0 on the frozen encoder.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ltbench.losses.contrastive import contrastive_loss, sbcl_loss, supcon_masks
+from ltbench.method import HP
+from ltbench.methods.contrastive.common import ContrastiveTwoStage
+from ltbench.registry import METHODS
+
+SBCL_HP = {
+    "temperature": HP(0.1, "SBCL code: τ = 0.1 (§8)", range=("log", 0.05, 0.5)),
+    "base_temperature": HP(0.07, "SBCL code: τ_b = 0.07 (§8)"),
+    "gamma": HP(0.25, "SBCL code: class-term weight γ = 0.25 (§8)", range=("uniform", 0.05, 1.0)),
+    "cluster_size": HP(10, "SBCL code: L = 10 CIFAR (20 ImageNet-LT); M = max(n_min, L) (§8)"),
+    "supcon_epochs": HP(10, "SBCL code: 10 SupCon epochs before the first clustering (§8)", epoch=True),
+    "step": HP(10, "SBCL code: re-cluster every 10 epochs on CIFAR (5 on ImageNet-LT) (§8)", epoch=True),
+    "kmeans_iters": HP(35, "SBCL code: k-means ≤ 35 iterations (§8)"),
+    "kmeans_tol": HP(1e-3, "SBCL code: k-means tolerance 1e-3 (§8)"),
+    "final_lr_factor": HP(1e-4, "SBCL code: cosine to lr·1e-4 (§8)"),
+}
+
+
+def subclass_counts(class_counts: list[int], cluster_size: int) -> list[int]:
+    """K_c = max(1, ⌊n_c / M⌋) with M = max(n_min, L) (SBCL code, §8): subclasses about a tail class's size."""
+    m = max(min(class_counts), cluster_size)
+    return [max(1, n // m) for n in class_counts]
+
+
+def _padded_by_class(z: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(points C × n_max × d zero-padded, valid C × n_max, class of each sorted point, slot of it)."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    order = torch.argsort(labels, stable=True)
+    cls = labels[order]
+    slot = torch.arange(len(labels), device=z.device) - (torch.cumsum(counts, 0) - counts)[cls]
+    points = z.new_zeros(num_classes, int(counts.max()), z.shape[1])
+    valid = torch.zeros(points.shape[:2], dtype=torch.bool, device=z.device)
+    points[cls, slot], valid[cls, slot] = z[order], True
+    return points, valid, order, slot
+
+
+@torch.no_grad()
+def per_class_kmeans(
+    z: Tensor,
+    labels: Tensor,
+    ks: list[int],
+    iters: int = 35,
+    tol: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Cosine (spherical) k-means with K_c centres inside every class c, all classes at once (§8).
+
+    Classes are padded to one (C × n_max × d) tensor, so each iteration is a batched matmul plus a
+    one-hot batched matmul for the new centres, with no Python loop over classes or points. Centres start
+    at K_c distinct random points of their class; an empty cluster keeps its centre. Stops after ``iters``
+    iterations or when every class's total centre shift Σ_k ‖c_k − c_k'‖ is below ``tol``. Returns a
+    global subclass id per point: Σ_{c' < c} K_c' + local cluster index.
+    """
+    z = F.normalize(z.float(), dim=1)
+    num_classes, dev = len(ks), z.device
+    points, valid, order, slot = _padded_by_class(z, labels, num_classes)
+    k_t = torch.as_tensor(ks, device=dev)
+    k_max = int(k_t.max())
+    scores = torch.rand(valid.shape, generator=generator, device=dev if generator is None else generator.device)
+    init = scores.to(dev).masked_fill(~valid, -1.0).topk(k_max, dim=1).indices  # K_c ≤ n_c distinct points
+    centres = points.gather(1, init[..., None].expand(-1, -1, z.shape[1]))
+    live = torch.arange(k_max, device=dev)[None, :] < k_t[:, None]  # centres k >= K_c do not exist
+
+    def assign(c: Tensor) -> Tensor:
+        return torch.bmm(points, c.transpose(1, 2)).masked_fill(~live[:, None, :], -math.inf).argmax(2)
+
+    for _ in range(iters):
+        onehot = F.one_hot(assign(centres), k_max).float() * valid[..., None]
+        sums, sizes = torch.bmm(onehot.transpose(1, 2), points), onehot.sum(1)
+        moved = torch.where((sizes > 0)[..., None], F.normalize(sums, dim=2), centres)
+        shift = float((moved - centres).norm(dim=2).sum(1).max())
+        centres = moved
+        if shift < tol:
+            break
+    local = assign(centres)[labels[order], slot]
+    out = torch.empty_like(labels)
+    out[order] = (torch.cumsum(k_t, 0) - k_t)[labels[order]] + local
+    return out
+
+
+@torch.no_grad()
+def class_temperatures(z: Tensor, labels: Tensor, ks: list[int], temperature: float) -> Tensor:
+    """τ_c = τ·density_c / mean(density), density_c = mean‖ẑ − μ_c‖ / log(n_c + 10), clipped to its
+    [20th, 80th] percentile over classes; classes with one subclass keep τ (SBCL code, §8). Dense (compact)
+    classes get a lower temperature, so their class term is sharper."""
+    num_classes = len(ks)
+    counts = torch.bincount(labels, minlength=num_classes).clamp_min(1).float()
+    mu = torch.zeros(num_classes, z.shape[1], device=z.device).index_add_(0, labels, z.float()) / counts[:, None]
+    spread = torch.zeros(num_classes, device=z.device).index_add_(0, labels, (z.float() - mu[labels]).norm(dim=1))
+    density = spread / counts / torch.log(counts + 10)
+    density = density.clamp(torch.quantile(density, 0.2), torch.quantile(density, 0.8))  # §8: 20–80th pct
+    tau = temperature * density / density.mean()
+    return torch.where(torch.as_tensor(ks, device=z.device) > 1, tau, torch.full_like(tau, temperature))
+
+
+@METHODS.register("sbcl")
+class SBCL(ContrastiveTwoStage):
+    """Subclass-balancing contrastive pre-training (periodic per-class k-means), then LDAM on frozen features."""
+
+    name = "sbcl"
+    paper = "Hou et al., Subclass-balancing Contrastive Learning for Long-tailed Recognition, ICCV 2023"
+    hparams = {**ContrastiveTwoStage.hparams, **SBCL_HP}
+
+    def __init__(self, hp, info) -> None:
+        super().__init__(hp, info)
+        self.ks = subclass_counts(self.counts, hp["cluster_size"])
+        self.subclasses: Tensor | None = None  # global subclass id per training image
+        self.class_tau: Tensor | None = None
+
+    def on_epoch_start(self, stage, epoch, model, ctx) -> None:
+        start, step = self.hp["supcon_epochs"], max(1, self.hp["step"])
+        if stage.name != "contrastive" or epoch < start or (epoch - start) % step != 0:
+            return
+        z = ctx.infer(model, lambda m, x: m.embed(x))  # eval mode, un-augmented images (§8 PROPOSAL)
+        hp = self.hp
+        self.subclasses = per_class_kmeans(z, ctx.train_y, self.ks, hp["kmeans_iters"], hp["kmeans_tol"], ctx.generator)
+        self.class_tau = class_temperatures(z, ctx.train_y, self.ks, hp["temperature"])
+        ctx.record("sbcl_subclasses_per_class", self.ks)
+        used = int(torch.unique(self.subclasses).numel())
+        ctx.log(subclasses=float(used), tau_min=float(self.class_tau.min()), tau_max=float(self.class_tau.max()))
+
+    def contrastive_step(self, model, batch, epoch) -> dict:
+        v1, v2 = batch["x"]
+        z = model.embed(torch.cat([v1, v2]))
+        y, hp = batch["y"], self.hp
+        if self.subclasses is None or epoch < hp["supcon_epochs"]:
+            # SupCon warm-up; PROPOSAL: the same τ/τ_b scale as the subclass term, so the loss does not jump
+            loss = contrastive_loss(z, z, *supcon_masks(y), hp["temperature"])
+            return {"loss": hp["temperature"] / hp["base_temperature"] * loss}
+        sub = self.subclasses[batch["index"]]
+        loss = sbcl_loss(z, y, sub, self.class_tau, hp["temperature"], hp["base_temperature"], hp["gamma"])
+        return {"loss": loss}
+
+    def state_dict(self) -> dict:
+        return {"subclasses": self.subclasses, "class_tau": self.class_tau}
+
+    def load_state_dict(self, state) -> None:
+        self.subclasses, self.class_tau = state.get("subclasses"), state.get("class_tau")

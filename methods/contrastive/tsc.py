@@ -1,0 +1,149 @@
+"""TSC — Targeted Supervised Contrastive learning (Li et al., CVPR 2022; METHODS.md §7).
+
+C target points spread uniformly on the unit hypersphere are assigned to the classes online (Hungarian
+matching of EMA class centroids to targets, every iteration) and a λ-weighted term pulls each sample
+towards its class's target, so tail classes also get well-separated regions. The rest is KCL (§6): same
+masks, same recipe, plain KCL during a warm-up (the first half of stage 1), same stage 2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ltbench.losses.contrastive import contrastive_loss, targeted_contrastive_loss
+from ltbench.method import HP
+from ltbench.methods.contrastive.common import QUEUE_HP, ContrastiveTwoStage
+from ltbench.methods.contrastive.kcl import KCL_HP
+from ltbench.registry import METHODS
+
+TSC_HP = {
+    "lam": HP(0.2, "TSC paper: λ = 0.2, robust on 0.1–0.5 (§7)", range=("uniform", 0.05, 1.0)),
+    # CIFAR warm-up length unstated; ImageNet-LT: 200 KCL + 200 TSC epochs, i.e. half (§7, §12 item 3)
+    "kcl_epochs": HP(500, "PROPOSAL §7: plain KCL for the first 500 of 1000 epochs", epoch=True),
+    "centroid_momentum": HP(0.9, "TSC paper/code: EMA class centroids, momentum 0.9 (§7)"),
+    "target_steps": HP(10000, "TSC code target_generation.py: 10,000 Adam steps when C > d + 1 (§7)"),
+}
+
+
+def simplex_targets(num_classes: int, dim: int, generator: torch.Generator | None = None) -> Tensor:
+    """C unit vectors in R^d with all pairwise cosines −1/(C−1): the regular simplex, C ≤ d + 1.
+
+    The exact minimiser of TSC's uniformity energy for C ≤ d + 1 (METHODS.md §7 PROPOSAL): the centred
+    standard basis of R^C spans a (C−1)-dim subspace; its coordinates in an orthonormal basis of that
+    subspace are zero-padded to d and turned by a random rotation, so no target is axis-aligned.
+    """
+    if num_classes < 2 or num_classes > dim + 1:
+        raise ValueError(f"a regular simplex of {num_classes} points needs 2 <= C <= d + 1 = {dim + 1}")
+    centred = torch.eye(num_classes, dtype=torch.float64) - 1.0 / num_classes
+    basis = torch.linalg.svd(centred).Vh[: num_classes - 1]  # orthonormal rows spanning the subspace
+    coords = F.normalize(centred @ basis.t(), dim=1)  # (C, C−1), pairwise cosine −1/(C−1)
+    coords = F.pad(coords, (0, dim - coords.shape[1]))
+    rotation, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
+    return (coords @ rotation).float()
+
+
+def uniformity_energy(u: Tensor, t: float = 0.07) -> Tensor:
+    """(1/C) Σ_i log Σ_j exp(u_i·u_j / t), j = i included, as TSC's target_generation.py (§7)."""
+    return torch.logsumexp(u @ u.t() / t, dim=1).mean()
+
+
+def optimised_targets(
+    num_classes: int,
+    dim: int,
+    steps: int = 10000,
+    lr: float = 1e-3,
+    t: float = 0.07,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Targets for C > d + 1: Adam on the uniformity energy of normalised points, keeping the best (§7)."""
+    x = torch.randn(num_classes, dim, generator=generator).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    best, best_u = math.inf, F.normalize(x.detach(), dim=1)
+    for _ in range(steps):
+        u = F.normalize(x, dim=1)
+        loss = uniformity_energy(u, t)
+        value = float(loss.detach())
+        if value < best:
+            best, best_u = value, u.detach().clone()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return best_u
+
+
+def target_bank(num_classes: int, dim: int, steps: int, device: torch.device | str = "cpu") -> Tensor:
+    """The fixed target bank U (C × d): closed-form simplex when it exists, else the optimised one."""
+    gen = torch.Generator().manual_seed(0)  # fixed: the bank is part of the method, not of the seed
+    if num_classes <= dim + 1:
+        return simplex_targets(num_classes, dim, gen).to(device)
+    return optimised_targets(num_classes, dim, steps, generator=gen, device=device)
+
+
+def hungarian_assignment(centroids: Tensor, targets: Tensor) -> Tensor:
+    """π with π[y] = the target of class y, maximising Σ_y c̄_y·u_π(y) (scipy linear_sum_assignment, §7)."""
+    from scipy.optimize import linear_sum_assignment
+
+    score = (centroids.float() @ targets.float().t()).detach().cpu().double().numpy()
+    rows, cols = linear_sum_assignment(score, maximize=True)
+    perm = torch.empty(len(rows), dtype=torch.long)
+    perm[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.long)
+    return perm.to(centroids.device)
+
+
+@torch.no_grad()
+def update_centroids(centroids: Tensor, z: Tensor, labels: Tensor, momentum: float) -> Tensor:
+    """EMA of each present class's normalised batch mean, renormalised (TSC, §7); absent classes unchanged.
+
+    A zero (never seen) centroid becomes the batch mean itself after the first update.
+    """
+    sums = torch.zeros_like(centroids).index_add_(0, labels, z.detach().float())
+    present = torch.bincount(labels, minlength=centroids.shape[0]) > 0
+    moved = F.normalize(momentum * centroids + (1 - momentum) * F.normalize(sums, dim=1), dim=1)
+    return torch.where(present[:, None], moved, centroids)
+
+
+@METHODS.register("tsc")
+class TSC(ContrastiveTwoStage):
+    """KCL + a λ-weighted pull towards per-class targets on the hypersphere (Hungarian-assigned online)."""
+
+    name = "tsc"
+    paper = "Li et al., Targeted Supervised Contrastive Learning for Long-Tailed Recognition, CVPR 2022"
+    hparams = {**ContrastiveTwoStage.hparams, **KCL_HP, **TSC_HP, **QUEUE_HP}
+
+    def __init__(self, hp, info) -> None:
+        super().__init__(hp, info)
+        self.targets: Tensor | None = None
+        self.centroids: Tensor | None = None
+        self.assignment: Tensor | None = None
+
+    def on_stage_start(self, stage, model, ctx) -> None:
+        super().on_stage_start(stage, model, ctx)
+        if stage.name == "contrastive" and self.targets is None:  # resumed runs restore theirs
+            self.targets = target_bank(self.num_classes, self.hp["proj_dim"], self.hp["target_steps"], ctx.device)
+            self.centroids = torch.zeros_like(self.targets)
+            gram = self.targets @ self.targets.t()
+            off = gram[~torch.eye(len(gram), dtype=torch.bool, device=gram.device)]
+            ctx.record("tsc_targets", {"max_cos": float(off.max()), "mean_cos": float(off.mean())})
+
+    def contrastive_step(self, model, batch, epoch) -> dict:
+        anchors, labels, contrast, pos, den = self.kcl_contrast(model, batch)
+        tau = self.hp["temperature"]
+        self.centroids = update_centroids(self.centroids, anchors, labels, self.hp["centroid_momentum"])
+        if epoch < self.hp["kcl_epochs"]:  # warm-up: plain KCL, centroids already tracked
+            return {"loss": contrastive_loss(anchors, contrast, pos, den, tau)}
+        self.assignment = hungarian_assignment(self.centroids, self.targets)
+        index = self.assignment[labels]
+        loss = targeted_contrastive_loss(anchors, contrast, pos, den, self.targets, index, tau, self.hp["lam"])
+        return {"loss": loss}
+
+    def state_dict(self) -> dict:
+        return {"targets": self.targets, "centroids": self.centroids, "assignment": self.assignment}
+
+    def load_state_dict(self, state) -> None:
+        self.targets, self.centroids = state.get("targets"), state.get("centroids")
+        self.assignment = state.get("assignment")

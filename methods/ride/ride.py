@@ -1,0 +1,166 @@
+"""RIDE: Routing Diverse Distribution-Aware Experts (Wang et al., ICLR 2021; METHODS.md §5).
+
+E experts share the early ResNet stages (``ltbench.methods.ride.experts``). Each expert is trained with LDAM-DRW
+on its own logits plus a diversity term that pushes its prediction *away* from the (detached) ensemble
+average (λ_div < 0); the prediction is the ensemble mean. After ``reweight_epoch`` both DRW weights and a
+class-wise softmax temperature switch on. The expert-assignment router is the separate method ``ride_ea``
+(methods/ride_ea.py); distillation from a finished run (e.g. a 6-expert RIDE) is ``--set teacher=RUN_DIR``.
+
+Sources: frank-xwang/RIDE-LongTailRecognition ``model/loss.py`` (RIDELoss) and
+``configs/config_imbalance_cifar100_ride.json`` (commit 18bd3ef).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ltbench.losses import LDAMLoss, class_balanced_weights
+from ltbench.method import HP, Method, Stage
+from ltbench.methods.ride.experts import RIDE_SCALE, multi_expert_model
+from ltbench.registry import METHODS
+from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
+
+RIDE_HP = {
+    **LDAM_CIFAR,
+    "weight_decay": HP(5e-4, "RIDE CIFAR config: wd 5e-4 (METHODS.md §5)", range=("log", 5e-5, 1e-3)),
+    "num_experts": HP(3, "RIDE CIFAR config: 3 experts (§5)", range=("choice", (2, 3, 4, 6))),
+    "lambda_div": HP(
+        -0.2,
+        "RIDELoss additional_diversity_factor default -0.2, also in the stored CIFAR-100 config (commit 18bd3ef); "
+        "METHODS.md §5 gives -0.45 for CIFAR-100: preset 'paper'",
+        range=("uniform", -1.0, 0.0),
+        help="weight of KL(ensemble ‖ expert); negative = maximise disagreement",
+    ),
+    "alpha": HP(0.05, "RIDELoss reweight_factor 0.05 (CIFAR default, §5)", range=("uniform", 0.0, 0.2)),
+    "reweight_epoch": HP(160, "RIDE CIFAR config: DRW + class-wise temperature from epoch 160 (§5)", epoch=True),
+    "beta": HP(0.9999, "RIDELoss DRW effective-number β = 0.9999 (§3, §5)"),
+    "max_margin": HP(0.5, "RIDELoss max_m = 0.5 (§5)", range=("uniform", 0.1, 1.0)),
+    "scale": HP(RIDE_SCALE, "RIDE: cosine logits x s = 30 (§5)"),
+    "reduce_dimension": HP(True, "RIDE README: --reduce_dimension 1 (per-expert widths x 3/4, §5)"),
+    "expert_stages": HP(2, "RIDE code: the last two stages are per-expert (ResNet-32 and ResNet-50, §5)"),
+    "teacher": HP("", "PROPOSAL §5: distillation off; a finished run's directory turns it on", type=str),
+    "distill_temperature": HP(1.5, "config_imbalance_cifar100_distill_ride.json: distill_temperature 1.5 (§5)"),
+    "distill_weight": HP(1.0, "RIDELossWithDistill additional_distill_loss_factor default 1.0"),
+}
+
+
+def class_temperature(class_counts: list[int], alpha: float) -> Tensor:
+    """T_c = w_c / max_j w_j with w_c = C·π_c·α + 1 − α (RIDELoss ``per_cls_weights_enabled_diversity``).
+
+    The most frequent class gets T = 1 and rarer classes T < 1, which sharpens their logits inside the
+    diversity term (the softmax divides logit c by T_c); α = 0 gives T ≡ 1.
+    """
+    n = torch.as_tensor(class_counts, dtype=torch.float64)
+    w = n.numel() * (n / n.sum()) * alpha + 1.0 - alpha
+    if not bool((w > 0).all()):
+        raise ValueError(f"alpha={alpha} is too large: some class-wise temperatures are <= 0")
+    return (w / w.max()).float()
+
+
+def ride_loss(
+    expert_logits: Tensor,
+    ensemble: Tensor,
+    targets: Tensor,
+    ldam: LDAMLoss,
+    scale: float,
+    lambda_div: float,
+    temperature: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """Σ_e [ LDAM-DRW(z^e, y) + λ_div · T̄² · KL(softmax(z̄/T) ‖ softmax(z^e/T)) ], z̄ detached (§5).
+
+    ``expert_logits`` E x B x C are s-scaled (the LDAM margin s·Δ_y is subtracted from them, as in
+    RIDELoss; ``ldam`` takes cosines, hence z / s), ``temperature`` is None (T = 1) or the class-wise
+    T_c (C,). The ensemble is detached: the diversity term moves each expert, never the target it is
+    compared against. Deliberate difference: with λ_div = 0 RIDELoss applies LDAM to the *ensemble* logits
+    of every expert; we keep the per-expert formula of the paper. Returns ``loss``, ``ldam`` and ``kl``.
+    """
+    z = expert_logits.float()
+    if temperature is None:
+        t, t_mean = 1.0, torch.ones((), device=z.device)
+    else:
+        t = temperature.to(z.device)
+        t_mean = t.mean()  # T̄: KD's temperature² scaling, a tensor so CUDA needs no host sync
+    target = F.softmax(ensemble.detach().float() / t, dim=-1)
+    ldam_sum = z.new_zeros(())
+    kl_sum = z.new_zeros(())
+    for z_e in z:
+        ldam_sum = ldam_sum + ldam(z_e / scale, targets)
+        kl_sum = kl_sum + F.kl_div(F.log_softmax(z_e / t, dim=-1), target, reduction="batchmean")
+    loss = ldam_sum + lambda_div * t_mean.square() * kl_sum
+    return {"loss": loss, "ldam": ldam_sum.detach(), "kl": kl_sum.detach()}
+
+
+@METHODS.register("ride")
+class RIDE(Method):
+    """RIDE: 3 reduced-width experts on a shared trunk, LDAM-DRW + diversity loss, ensemble prediction."""
+
+    name = "ride"
+    paper = "Wang et al., Long-tailed Recognition by Routing Diverse Distribution-Aware Experts, ICLR 2021"
+    hparams = RIDE_HP
+    presets = {
+        # METHODS.md §5: λ_div = -0.45 on CIFAR-100-LT; the stored official CIFAR-100 config says -0.2
+        "paper": {"lambda_div": {"cifar100_lt": -0.45, "*": -0.2}},
+    }
+
+    def __init__(self, hp, info) -> None:
+        super().__init__(hp, info)
+        self.ldam = LDAMLoss(self.counts, max_margin=hp["max_margin"], s=hp["scale"])
+        self.temperature: Tensor | None = None
+        self.teacher = None  # (method, model) of --set teacher=RUN_DIR, loaded at the first stage
+
+    def stages(self) -> list[Stage]:
+        # RIDE CIFAR config: the LDAM-DRW schedule (warm-up 5, x0.01 at 160 and 180), nesterov, wd 5e-4
+        return [ldam_cifar_stage(self.hp, nesterov=True, transform="ride")]
+
+    def build_model(self, backbone, num_classes, class_counts):
+        n_stages = len(getattr(backbone, "stages", ()))
+        shared = max(0, n_stages - self.hp["expert_stages"])
+        return multi_expert_model(
+            backbone,
+            num_classes,
+            num_experts=self.hp["num_experts"],
+            shared_stages=shared if n_stages else None,
+            reduce_dimension=self.hp["reduce_dimension"],
+            scale=self.hp["scale"],
+        )
+
+    def on_stage_start(self, stage, model, ctx) -> None:
+        if self.hp["teacher"] and self.teacher is None:
+            from ltbench.restore import load_finished
+
+            self.teacher = load_finished(self.hp["teacher"], self.info, ctx.device)
+
+    def distill_loss(self, ensemble: Tensor, x: Tensor) -> Tensor:
+        """T_d² · KL(softmax(teacher/T_d) ‖ softmax(student ensemble/T_d)) (RIDELossWithDistill).
+
+        Deliberate difference: RIDELossWithDistill adds the RIDE loss and this term once per expert, i.e. the
+        whole loss x E; we add each once (the same minimiser; the code's x E acts like an E-fold lr).
+        """
+        t_method, t_model = self.teacher
+        with torch.no_grad():
+            target = F.softmax(t_method.predict(t_model, x).float() / self.hp["distill_temperature"], dim=-1)
+        log_student = F.log_softmax(ensemble.float() / self.hp["distill_temperature"], dim=-1)
+        return self.hp["distill_temperature"] ** 2 * F.kl_div(log_student, target, reduction="batchmean")
+
+    def on_epoch_start(self, stage, epoch, model, ctx) -> None:
+        """DRW weights and class-wise temperature from ``reweight_epoch`` (0-indexed; RIDE's 1-indexed
+        ``epoch > reweight_epoch`` is the same epoch)."""
+        if epoch >= self.hp["reweight_epoch"] and self.temperature is None:
+            self.ldam.weight = class_balanced_weights(self.counts, self.hp["beta"]).to(ctx.device)
+            self.temperature = class_temperature(self.counts, self.hp["alpha"]).to(ctx.device)
+            ctx.record("drw_weights", self.ldam.weight.tolist())
+            ctx.record("ride_temperature", self.temperature.tolist())
+        ctx.log(drw=float(self.temperature is not None))
+
+    def training_step(self, model, batch, stage, epoch) -> dict:
+        out = model.forward_experts(batch["x"])
+        losses = ride_loss(
+            out.logits, out.ensemble, batch["y"], self.ldam, model.scale, self.hp["lambda_div"], self.temperature
+        )
+        if self.teacher is not None:
+            losses["distill"] = self.distill_loss(out.ensemble, batch["x"])
+            losses["loss"] = losses["loss"] + self.hp["distill_weight"] * losses["distill"]
+            losses["distill"] = losses["distill"].detach()
+        return losses
