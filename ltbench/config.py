@@ -17,55 +17,62 @@ from typing import Any
 
 from ltbench.errors import ConfigError
 
-QUICK_EPOCHS = 20  # --preset quick: the first stage gets ~20 epochs (200 -> 20 for the CIFAR recipe, issue 2)
+QUICK_EPOCHS = 20  # --preset quick: the first stage gets ~20 epochs (200 -> 20 for the CIFAR recipe)
 SCALE_PRESETS = ("quick",)
-CHOICES = {
-    "profile": ("exp", "step"),
-    "subset": ("ldam", "first"),
-    "val": ("none", "B"),
-    "device": ("auto", "cpu", "cuda"),
-    "precision": ("auto", "bf16", "fp32"),
-}
-# Fields that change where or how fast a run executes, not what it computes: excluded from the run id.
-RUNTIME_FIELDS = ("data_root", "out", "device", "threads", "sweep", "eval_every", "compile", "workers")
-
-
-IDENTITY_DEFAULTS = {"pretrained": False, "image_size": None}
 
 
 def default_out() -> str:
     return os.environ.get("LTBENCH_OUT", "ltbench-out")
 
 
+def option(default: Any = None, help: str = "", *, runtime: bool = False, choices: tuple | None = None, **kw: Any):
+    """A RunConfig field with what every consumer needs to know about it, so no list of fields is kept by hand:
+    ``help`` (the CLI), ``runtime`` (changes where or how fast a run executes, not what it computes: left out of
+    the run id), ``choices`` (validated here, listed by the CLI), ``cli=False`` (no ``ltbench run`` flag; set
+    otherwise), ``id_default`` (a field added after runs existed: its default value is left out of the run id so
+    old run ids stay valid)."""
+    meta = {"help": help, "runtime": runtime, "choices": choices}
+    meta.update({k: kw.pop(k) for k in ("cli", "id_default") if k in kw})
+    if "default_factory" in kw:
+        return field(metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one run. ``None`` means "the method's or dataset's default"."""
 
-    method: str = "bns_ipdpp"  # the paper ltbench is built around (issue 6)
-    dataset: str = "digits_lt"
-    backbone: str | None = None
-    epochs: int | None = None
-    preset: tuple[str, ...] = ()
-    seed: int = 0
-    hparams: dict[str, Any] = field(default_factory=dict)
-    imbalance_ratio: float | None = None
-    profile: str = "exp"
-    subset: str = "ldam"
-    val: str = "none"
-    shots: tuple[int, int] | None = None  # None: (100, 20) — many > 100, few < 20 (shot_acc, §0.3) or a preset's
-    ssp: bool = False
-    precision: str = "auto"
-    deterministic: bool = False
-    data_root: str | None = None
-    out: str = field(default_factory=default_out)
-    sweep: str = "runs"
-    device: str = "auto"
-    threads: int | None = None
-    eval_every: int = 10
-    compile: bool = False
-    pretrained: bool = False  # timm weights (ImageNet-pretrained backbones), never silently random
-    image_size: int | None = None  # file-backed datasets (ImageNet-LT & co.): crop side, default 224
-    workers: int | None = None  # file-backed datasets: decoding processes
+    method: str = option("bns_ipdpp", "registered method (see `ltbench list`; default: bns_ipdpp)")
+    dataset: str = option("digits_lt", "registered dataset (default: digits_lt, embedded)")
+    backbone: str | None = option(None, "registered backbone or timm:<name> (default: the method's)")
+    epochs: int | None = option(None, "epochs of the main stage; every epoch milestone scales with it")
+    preset: tuple[str, ...] = option((), "quick (short recipe) and/or a method preset; repeatable")
+    seed: int = option(0, "random seed")
+    hparams: dict[str, Any] = option(default_factory=dict, help="declared hparams (--set KEY=VALUE)", cli=False)
+    imbalance_ratio: float | None = option(None, "n_max / n_min (default: the dataset's, 100 for CIFAR)")
+    profile: str = option("exp", "class-count profile", choices=("exp", "step"))
+    subset: str = option("ldam", "which images: LDAM-DRW's exact rule or dataset order", choices=("ldam", "first"))
+    val: str = option("none", "held-out balanced validation split (docs/protocol.md §0.1 B)", choices=("none", "B"))
+    shots: tuple[int, int] | None = option(None, "many/few thresholds MANY,FEW (default: the dataset's)")
+    ssp: bool = option(False, "rotation self-supervised stage 0 before the method")
+    precision: str = option(
+        "auto", "autocast precision (auto: bf16 where the device runs it fast)", choices=("auto", "bf16", "fp32")
+    )
+    deterministic: bool = option(False, "deterministic algorithms (slower on GPU)")
+    data_root: str | None = option(
+        None, "data directory (default: $LTBENCH_DATA, else ~/.cache/ltbench/data)", runtime=True
+    )
+    out: str = option(
+        default_factory=default_out, help="output root (default: $LTBENCH_OUT, else ./ltbench-out)", runtime=True
+    )
+    sweep: str = option("runs", "folder under --out (a sweep's name)", runtime=True, cli=False)
+    device: str = option("auto", "training device", runtime=True, choices=("auto", "cpu", "cuda"))
+    threads: int | None = option(None, "CPU threads (default: $SLURM_CPUS_PER_TASK or torch's)", runtime=True)
+    eval_every: int = option(10, "log test accuracy every N epochs (0: only at the end)", runtime=True)
+    compile: bool = option(False, "torch.compile the backbone (for GPUs; not faster on CPU)", runtime=True)
+    pretrained: bool = option(False, "timm's pretrained weights (timm backbones only)", id_default=True)
+    image_size: int | None = option(None, "ImageNet-LT/Places-LT/iNat: crop size (default 224)", id_default=True)
+    workers: int | None = option(None, "ImageNet-LT/Places-LT/iNat: decoding processes (default CPUs-1)", runtime=True)
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -89,11 +96,9 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that define the result (the run id is a hash of their canonical JSON)."""
         d = dataclasses.asdict(self)
-        for k in RUNTIME_FIELDS:
-            d.pop(k)
-        for k, default in IDENTITY_DEFAULTS.items():  # fields added later: old run ids stay valid
-            if d[k] == default:
-                d.pop(k)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("runtime") or (f.metadata.get("id_default") and d[f.name] == f.default):
+                d.pop(f.name)
         return d
 
     @property
@@ -105,6 +110,15 @@ class RunConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.out) / self.sweep / self.run_id
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+RUNTIME_FIELDS = tuple(n for n, f in FIELDS.items() if f.metadata.get("runtime"))
+CHOICES = {n: f.metadata["choices"] for n, f in FIELDS.items() if f.metadata.get("choices")}
+# What a run's identity holds besides method, dataset, seed and hparams (report columns, table row labels)
+SETTING_FIELDS = tuple(
+    n for n, f in FIELDS.items() if not f.metadata.get("runtime") and n not in ("method", "dataset", "seed", "hparams")
+)
 
 
 def parse_value(text: str, kind: type, key: str) -> Any:

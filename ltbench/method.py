@@ -108,7 +108,8 @@ class Method(ABC):
     already scaled), ``info`` what the method may know about the training data.
     """
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # set by ``@METHODS.register(name)``
+    display_name: ClassVar[str] = ""  # as tables and figures print it (e.g. "LDAM-DRW"); read statically by the CLI
     paper: ClassVar[str] = ""
     hparams: ClassVar[dict[str, HP]] = {}
     presets: ClassVar[dict[str, dict[str, Any]]] = {}

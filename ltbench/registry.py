@@ -44,6 +44,11 @@ class Registry(Generic[T]):
         def deco(obj: T) -> T:
             if name in self._entries and self._entries[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if isinstance(obj, type):  # the registered name is the class's name: written once, never disagreeing
+                own = obj.__dict__.get("name")
+                if own not in (None, "", name):
+                    raise ValueError(f"{self.kind} {name!r}: class {obj.__name__} says its name is {own!r}")
+                obj.name = name
             self._entries[name] = obj
             return obj
 

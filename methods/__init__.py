@@ -11,5 +11,6 @@ import ltbench.methods.contrastive.tsc
 import ltbench.methods.decoupling
 import ltbench.methods.focal
 import ltbench.methods.ldam
+import ltbench.methods.one_stage
 import ltbench.methods.ride.ride
 import ltbench.methods.ride.ride_ea  # noqa: F401

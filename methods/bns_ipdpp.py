@@ -69,7 +69,8 @@ class BNSModel(Classifier):
 class BNSIPDPP(Method):
     """BNS contrastive pre-training, then re-training on per-class k-DPP subsets (IP-DPP), NeurIPS 2025."""
 
-    name = "bns_ipdpp"
+    display_name = "BNS+IP-DPP"
+
     paper = "Lin & Yuan, Long-Tailed Recognition via Information-Preservable Two-Stage Learning, NeurIPS 2025"
     hparams = HPARAMS
     presets = {

@@ -55,7 +55,8 @@ class _TwoStage(Method):
 class CRT(_TwoStage):
     """Classifier re-training: CE features, then a fresh linear head on frozen features, class-balanced."""
 
-    name = "crt"
+    display_name = "cRT"
+
     paper = "Kang et al., Decoupling Representation and Classifier for Long-Tailed Recognition, ICLR 2020"
 
     def stages(self) -> list[Stage]:
@@ -66,7 +67,8 @@ class CRT(_TwoStage):
 class LWS(_TwoStage):
     """Learnable weight scaling: CE features and head, then one learned scale per class (class-balanced)."""
 
-    name = "lws"
+    display_name = "LWS"
+
     paper = CRT.paper
 
     def adapt_model(self, model, stage) -> None:
@@ -78,7 +80,8 @@ class LWS(_TwoStage):
 class TauNorm(Method):
     """τ-normalised classifier: CE model, then W_c/||W_c||^τ post hoc; the whole τ curve is recorded."""
 
-    name = "tau_norm"
+    display_name = "τ-norm"
+
     paper = CRT.paper
     hparams = {
         **LDAM_CIFAR,

@@ -24,9 +24,21 @@ def package_dirs(package: str) -> list[Path]:
 TITLES = {"METHODS": "methods", "DATASETS": "datasets", "BACKBONES": "backbones"}
 
 
-def _registrations(path: Path, registry: str) -> dict[str, str]:
+def _class_constant(node: ast.ClassDef, attr: str) -> str | None:
+    """A string constant assigned to ``attr`` in a class body (e.g. ``display_name = "LDAM-DRW"``)."""
+    for stmt in node.body:
+        if (
+            isinstance(stmt, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == attr for t in stmt.targets)
+            and isinstance(stmt.value, ast.Constant)
+        ):
+            return str(stmt.value.value)
+    return None
+
+
+def _registrations(path: Path, registry: str) -> dict[str, dict[str, str]]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, str]] = {}
     for node in ast.walk(tree):
         if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             continue
@@ -41,17 +53,28 @@ def _registrations(path: Path, registry: str) -> dict[str, str]:
                 and isinstance(deco.args[0], ast.Constant)
             ):
                 doc = (ast.get_docstring(node) or "").strip()
-                found[str(deco.args[0].value)] = doc.splitlines()[0] if doc else ""
+                name = str(deco.args[0].value)
+                display = _class_constant(node, "display_name") if isinstance(node, ast.ClassDef) else None
+                found[name] = {"description": doc.splitlines()[0] if doc else "", "display_name": display or name}
     return found
 
 
-def static_entries(registry: str) -> dict[str, str]:
-    """name -> one-line description for METHODS, DATASETS or BACKBONES, from the sources."""
-    out: dict[str, str] = {}
+def _all(registry: str) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
     for folder in package_dirs(SOURCES[registry]):
         for path in sorted(folder.rglob("*.py")):
             out.update(_registrations(path, registry))
     return dict(sorted(out.items()))
+
+
+def static_entries(registry: str) -> dict[str, str]:
+    """name -> one-line description for METHODS, DATASETS or BACKBONES, from the sources."""
+    return {name: e["description"] for name, e in _all(registry).items()}
+
+
+def display_names() -> dict[str, str]:
+    """Method key -> the name tables and figures print (``display_name``; the key when a method sets none)."""
+    return {name: e["display_name"] for name, e in _all("METHODS").items()}
 
 
 def print_catalog(kind: str | None = None) -> None:

@@ -25,44 +25,53 @@ def _presets(values: list[str] | None) -> tuple[str, ...]:
     return tuple(p for v in values or [] for p in v.split(",") if p)
 
 
+def _flag_type(name: str, hint: str):
+    """argparse ``type`` of a RunConfig field from its annotation (``int | None`` -> int, ...)."""
+    if name == "shots":
+        return _shots
+    for kind in ("int", "float"):
+        if hint.startswith(kind):
+            return {"int": int, "float": float}[kind]
+    return str
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="bns_ipdpp", help="registered method (see `ltbench list`; default: bns_ipdpp)")
-    p.add_argument("--dataset", default="digits_lt", help="registered dataset (default: digits_lt, embedded)")
-    p.add_argument("--backbone", help="registered backbone (default: the method's, usually resnet32)")
-    p.add_argument("--data-root", help="data directory (default: $LTBENCH_DATA, else ~/.cache/ltbench/data)")
-    p.add_argument("--epochs", type=int, help="epochs of the main stage; every epoch milestone scales with it")
-    p.add_argument("--preset", action="append", help="quick (short recipe) and/or a method preset; repeatable")
+    """One flag per RunConfig field (help, choices and defaults from the field), plus --set/--lr/--batch-size."""
+    import dataclasses
+
+    from ltbench.config import RunConfig
+
+    for f in dataclasses.fields(RunConfig):
+        meta = f.metadata
+        if meta.get("cli", True) is False:
+            continue
+        flag, hint = "--" + f.name.replace("_", "-"), str(f.type)
+        help_text = meta.get("help", "")
+        if hint == "bool":
+            p.add_argument(flag, action="store_true", help=help_text)
+        elif f.name == "preset":
+            p.add_argument(flag, action="append", help=help_text)
+        else:
+            default = None if f.default is dataclasses.MISSING else f.default
+            if meta.get("choices"):
+                help_text += f" [{' | '.join(meta['choices'])}]"
+            p.add_argument(flag, type=_flag_type(f.name, hint), default=default, help=help_text)
     p.add_argument("--batch-size", type=int, help="batch size of the main stage (= --set batch_size=N)")
     p.add_argument("--lr", type=float, help="learning rate of the main stage (= --set lr=X)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--set",
         dest="sets",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a declared hparam (type-checked); repeatable",
+        help="override a declared hparam (type-checked; `ltbench show METHOD` lists them); repeatable",
     )
-    p.add_argument("--imbalance-ratio", type=float, help="n_max / n_min (default: the dataset's, 100 for CIFAR)")
-    p.add_argument("--profile", default="exp", help="class-count profile: exp | step")
-    p.add_argument("--subset", default="ldam", help="which images: ldam (LDAM-DRW's exact rule) | first")
-    p.add_argument("--val", default="none", help="held-out balanced validation split: none | B (METHODS §0.1)")
-    p.add_argument("--shots", type=_shots, help="many/few thresholds MANY,FEW (default 100,20 or the preset's)")
-    p.add_argument("--image-size", type=int, help="ImageNet-LT/Places-LT/iNat: crop size (default 224)")
-    p.add_argument("--workers", type=int, help="ImageNet-LT/Places-LT/iNat: decoding processes (default CPUs-1)")
-    p.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (timm backbones only)")
-    p.add_argument("--ssp", action="store_true", help="rotation self-supervised stage 0 before the method")
-    p.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 on bf16 GPUs and AMX CPUs)")
-    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (slower on GPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (for GPUs; not faster on CPU)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--threads", type=int, help="CPU threads (default: $SLURM_CPUS_PER_TASK or torch's)")
-    p.add_argument("--eval-every", type=int, default=10, help="log test accuracy every N epochs (0: only at the end)")
-    p.add_argument("--out", help="output root (default: $LTBENCH_OUT or ./ltbench-out)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def config_from_args(args: argparse.Namespace):
+    import dataclasses
+
     from ltbench.config import RunConfig, parse_sets
 
     hparams: dict = parse_sets(args.sets)
@@ -70,34 +79,11 @@ def config_from_args(args: argparse.Namespace):
         hparams["lr"] = args.lr
     if args.batch_size is not None:
         hparams["batch_size"] = args.batch_size
-    kw = dict(
-        method=args.method,
-        dataset=args.dataset,
-        backbone=args.backbone,
-        epochs=args.epochs,
-        preset=_presets(args.preset),
-        seed=args.seed,
-        hparams=hparams,
-        imbalance_ratio=args.imbalance_ratio,
-        profile=args.profile,
-        subset=args.subset,
-        val=args.val,
-        shots=args.shots,
-        ssp=args.ssp,
-        pretrained=args.pretrained,
-        image_size=args.image_size,
-        workers=args.workers,
-        precision=args.precision,
-        deterministic=args.deterministic,
-        compile=args.compile,
-        data_root=args.data_root,
-        device=args.device,
-        threads=args.threads,
-        eval_every=args.eval_every,
-    )
-    if args.out:
-        kw["out"] = args.out
-    return RunConfig(**kw)
+    kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if f.metadata.get("cli", True)}
+    kw["preset"] = _presets(kw["preset"])
+    if kw["out"] is None:
+        del kw["out"]
+    return RunConfig(hparams=hparams, **kw)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -100,6 +100,21 @@ def logit_adjusted_cross_entropy(
     return F.cross_entropy(z, targets, weight=w)
 
 
+class LogitAdjustedLoss(nn.Module):
+    """:func:`logit_adjusted_cross_entropy` as a module: the log-prior log π_c is a buffer (moved to the device
+    with the module, never rebuilt per step); τ = 0 is plain cross-entropy (the post-hoc form trains that)."""
+
+    log_pi: Tensor
+
+    def __init__(self, class_counts: Counts, tau: float = 1.0) -> None:
+        super().__init__()
+        self.tau = float(tau)
+        self.register_buffer("log_pi", log_prior(class_counts))
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        return logit_adjusted_cross_entropy(logits, targets, tau=self.tau, log_pi=self.log_pi)
+
+
 class FocalLoss(nn.Module):
     """Focal loss ℓ = (1 − p_y)^γ · (−log p_y), batch mean (Lin et al. 2017; METHODS.md §2).
 

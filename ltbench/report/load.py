@@ -9,6 +9,7 @@ with other thresholds (``regroup``; METHODS.md §0.4 "always log per-class accur
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ltbench.config import RUNTIME_FIELDS
+from ltbench.config import RUNTIME_FIELDS, SETTING_FIELDS
 from ltbench.errors import ConfigError
 from ltbench.records import read_json, run_state
 
@@ -70,6 +71,20 @@ def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
 
 
+@functools.cache
+def _display_names() -> dict[str, str]:
+    from ltbench.cli.catalog import display_names
+
+    return display_names()
+
+
+def display_name(label: str) -> str:
+    """How tables and figures print a method key or row label (``ldam_drw`` -> LDAM-DRW, ``ce+ssp`` -> CE+SSP):
+    the method's declared ``display_name``; unknown keys print as they are."""
+    base = label.removesuffix("+ssp")
+    return _display_names().get(base, base) + ("+SSP" if label.endswith("+ssp") else "")
+
+
 def method_label(method: str, ssp: bool) -> str:
     """The row name of a method: ``+ssp`` marks a rotation-SSP stage 0, as in the seed paper's table."""
     return f"{method}+ssp" if ssp else method
@@ -89,8 +104,9 @@ def _config_columns(rec: dict) -> dict:
         "imbalance_ratio": prov.get("imbalance_ratio", cfg.get("imbalance_ratio")),
         "config_key": _config_key(cfg),
     }
-    for k in ("profile", "subset", "val", "ssp", "precision", "deterministic"):
-        row[k] = cfg.get(k)
+    for k in SETTING_FIELDS:  # every setting that defines the result (a table tells rows apart by them)
+        if k not in row:
+            row[k] = _cell(cfg.get(k))
     row.update({f"hparams.{k}": _cell(v) for k, v in sorted((res.get("hp") or cfg.get("hparams") or {}).items())})
     return row
 

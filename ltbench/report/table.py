@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ltbench.config import SETTING_FIELDS
 from ltbench.errors import ConfigError
-from ltbench.report.load import PathsLike, load_records, parse_shots
+from ltbench.report.load import PathsLike, display_name, load_records, parse_shots
 
 ACCURACY = ("many", "medium", "few", "overall")
 # metric -> (header, scale to display units, True: higher is better / False: lower / None: not ranked)
@@ -41,8 +42,6 @@ DATASET_NAMES = {
     "inat2018": "iNat 2018",
     "places_lt": "Places-LT",
 }
-_KEYS = "ce focal ldam ldam_drw tau_norm ride kcl tsc sbcl otmix disa bns_ipdpp"
-METHOD_NAMES = dict(zip(_KEYS.split(), "CE Focal LDAM LDAM-DRW τ-norm RIDE KCL TSC SBCL OTmix DisA BNS+IP-DPP".split()))
 METHOD_ORDER = (
     "ce ce_rs ce_rw ce_drw cb_ce cb_focal focal ldam ldam_drw la balanced_softmax crt lws tau_norm kps "
     "ride kcl tsc sbcl otmix disa bns_ipdpp"
@@ -57,7 +56,7 @@ def _order(name: str, order: list[str] | tuple[str, ...]) -> tuple:
 def row_labels(df: pd.DataFrame) -> pd.Series:
     """Table row of each run: its method label, plus the settings that tell apart several configurations of
     that method on one dataset (e.g. a hparam sweep), so different recipes are never averaged as seeds."""
-    cand = ["backbone", "preset", "imbalance_ratio", "profile", "subset", "val", "precision", "deterministic"]
+    cand = [c for c in SETTING_FIELDS if c in df.columns]
     cand += sorted(c for c in df.columns if c.startswith("hparams."))
     labels = df["label"].copy()
     for label, g in df.groupby("label"):
@@ -310,9 +309,7 @@ def latex_escape(text: str) -> str:
 
 def _name(row: str) -> str:
     base, _, rest = row.partition(" ")
-    plus = "+SSP" if base.endswith("+ssp") else ""
-    base = base.removesuffix("+ssp")
-    return METHOD_NAMES.get(base, base) + plus + (f" {rest}" if rest else "")
+    return display_name(base) + (f" {rest}" if rest else "")
 
 
 def to_latex(grid: Grid) -> str:

@@ -17,25 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ltbench.config import RunConfig
+from ltbench.config import FIELDS, RunConfig
 from ltbench.errors import ConfigError
 
-RUN_FIELDS = (
-    "epochs",
-    "preset",
-    "imbalance_ratio",
-    "profile",
-    "subset",
-    "val",
-    "shots",
-    "precision",
-    "data_root",
-    "device",
-    "threads",
-    "eval_every",
-    "ssp",
-    "deterministic",
-)
+# RunConfig fields a sweep's [run] table may set (the sweep itself sets method, dataset, backbone, seed, hparams,
+# its name and the output root)
+RUN_FIELDS = tuple(n for n in FIELDS if n not in ("method", "dataset", "backbone", "seed", "hparams", "sweep", "out"))
 
 
 @dataclass

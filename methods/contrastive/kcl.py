@@ -25,7 +25,8 @@ KCL_HP = {
 class KCL(ContrastiveTwoStage):
     """K-positive supervised contrastive pre-training (k = 6, τ = 0.07), then a classifier on frozen features."""
 
-    name = "kcl"
+    display_name = "KCL"
+
     paper = "Kang et al., Exploring Balanced Feature Spaces for Representation Learning, ICLR 2021"
     hparams = {**ContrastiveTwoStage.hparams, **KCL_HP, **QUEUE_HP}
 

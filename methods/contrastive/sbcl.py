@@ -114,7 +114,8 @@ def class_temperatures(z: Tensor, labels: Tensor, ks: list[int], temperature: fl
 class SBCL(ContrastiveTwoStage):
     """Subclass-balancing contrastive pre-training (periodic per-class k-means), then LDAM on frozen features."""
 
-    name = "sbcl"
+    display_name = "SBCL"
+
     paper = "Hou et al., Subclass-balancing Contrastive Learning for Long-tailed Recognition, ICCV 2023"
     hparams = {**ContrastiveTwoStage.hparams, **SBCL_HP}
 

@@ -111,7 +111,8 @@ def update_centroids(centroids: Tensor, z: Tensor, labels: Tensor, momentum: flo
 class TSC(ContrastiveTwoStage):
     """KCL + a λ-weighted pull towards per-class targets on the hypersphere (Hungarian-assigned online)."""
 
-    name = "tsc"
+    display_name = "TSC"
+
     paper = "Li et al., Targeted Supervised Contrastive Learning for Long-Tailed Recognition, CVPR 2022"
     hparams = {**ContrastiveTwoStage.hparams, **KCL_HP, **TSC_HP, **QUEUE_HP}
 

@@ -96,7 +96,8 @@ def ride_loss(
 class RIDE(Method):
     """RIDE: 3 reduced-width experts on a shared trunk, LDAM-DRW + diversity loss, ensemble prediction."""
 
-    name = "ride"
+    display_name = "RIDE"
+
     paper = "Wang et al., Long-tailed Recognition by Routing Diverse Distribution-Aware Experts, ICLR 2021"
     hparams = RIDE_HP
     presets = {

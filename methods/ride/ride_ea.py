@@ -36,7 +36,8 @@ RIDE_EA_HP = {
 class RIDEEA(RIDE):
     """RIDE, then a router trained on the frozen experts that decides how many experts each image uses."""
 
-    name = "ride_ea"
+    display_name = "RIDE-EA"
+
     hparams = RIDE_EA_HP
 
     def stages(self) -> list[Stage]:
