@@ -113,6 +113,24 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+def is_run_dir(path: Path) -> bool:
+    """A run directory: a folder holding the config.json written at a run's start or its result.json."""
+    path = Path(path)
+    return path.is_dir() and ((path / "config.json").exists() or (path / "result.json").exists())
+
+
+def log_entries(run_dir: Path) -> list[dict]:
+    """The entries of a run's log.jsonl, one per finished epoch (a torn last line is skipped)."""
+    path = Path(run_dir) / "log.jsonl"
+    entries = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line from a killed process
+    return entries
+
+
 def run_state(run_dir: Path) -> str:
     """pending (nothing yet) | running (a live process holds its lock) | incomplete (started, no valid
     result, nobody running it) | done | failed."""
@@ -152,14 +170,7 @@ def truncate_log(path: Path, keep) -> None:
     """Keep only the log lines for which ``keep(entry)`` is true (after a resume from a checkpoint)."""
     if not path.exists():
         return
-    lines = []
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a torn last line from a killed process
-        if keep(entry):
-            lines.append(json.dumps(entry))
+    lines = [json.dumps(entry) for entry in log_entries(path.parent) if keep(entry)]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in lines))
     os.replace(tmp, path)

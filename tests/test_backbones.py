@@ -3,14 +3,13 @@ smoke matrix (every method, 1 epoch per stage on synthetic_lt, with a tiny membe
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 from ltbench.errors import ConfigError
 from ltbench.models import timm_backbones
 from ltbench.models.backbones import TIMM_CURATED, build_backbone
+from ltbench.records import log_entries
 from ltbench.registry import BACKBONES, METHODS
 from ltbench.run import execute
 from tests.test_methods import _fast_overrides, _two_step_config
@@ -85,7 +84,7 @@ def test_transformer_recipe_applies_to_full_training_stages_only(tmp_path):
     rec = execute(_two_step_config(tmp_path, "crt", backbone="tiny_vit", hparams=hp), progress=False)
     assert rec["extras"]["backbone_recipe"]["optimizer"] == "adamw"
     # stage 1 (full training) gets AdamW at 5e-4 x 128/512; the head-only cRT stage keeps SGD lr 0.2
-    log = [json.loads(line) for line in (tmp_path / "runs" / rec["run_id"] / "log.jsonl").read_text().splitlines()]
+    log = log_entries(tmp_path / "runs" / rec["run_id"])
     assert log[0]["lr"] <= 5e-4 * 128 / 512 and log[1]["lr"] <= 0.2
     explicit = execute(_two_step_config(tmp_path, "ce", backbone="tiny_vit", hparams={"lr": 0.003}), progress=False)
     assert explicit["resolved"]["hp"]["lr"] == 0.003  # the user's lr is kept (cosine from 0.003)
@@ -101,5 +100,5 @@ def test_every_method_with_every_backbone_family(method, backbone, tmp_path):
         return
     rec = execute(cfg, progress=False)
     assert rec["status"] == "done" and rec["model"]["params"] > 0
-    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    log = log_entries(cfg.run_dir)
     assert log and all(torch.isfinite(torch.tensor(e["loss"])) for e in log)

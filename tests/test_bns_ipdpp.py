@@ -7,13 +7,11 @@ and trains exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 from ltbench.config import RunConfig
-from ltbench.records import run_state
+from ltbench.records import log_entries, run_state
 from ltbench.registry import METHODS
 from ltbench.resolve import resolve
 from ltbench.run import execute
@@ -28,7 +26,7 @@ def _cfg(out, **hp):
 
 
 def _log(cfg) -> list[dict]:
-    return [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    return log_entries(cfg.run_dir)
 
 
 def test_stages_and_subset_records(out_dir):

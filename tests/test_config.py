@@ -78,3 +78,44 @@ def test_static_catalog_matches_registries():
 
     for name, reg in (("METHODS", METHODS), ("DATASETS", DATASETS), ("BACKBONES", BACKBONES)):
         assert static_entries(name) == reg.describe_all()
+
+
+def test_show_lists_every_hparam_of_every_method(capsys):
+    """`ltbench show all`: each registered method with each declared hparam, its default and its source."""
+    from ltbench.cli import main
+    from ltbench.registry import METHODS
+
+    assert main(["show", "all"]) == 0
+    out = capsys.readouterr().out
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        assert f"{name} — {cls.display_name}" in out
+        for key, spec in cls.hparams.items():
+            assert f"| {key} " in out and spec.source in out
+
+
+def test_registered_name_is_the_class_name_and_every_method_has_a_display_name():
+    from ltbench.cli.catalog import display_names
+    from ltbench.registry import METHODS
+
+    shown = display_names()
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        assert cls.name == name and cls.display_name and shown[name] == cls.display_name
+
+
+def test_run_flags_and_sweep_keys_derive_from_the_config_fields():
+    """No hand-kept field list: every RunConfig field is a `ltbench run` flag (unless marked cli=False) and a
+    sweep [run] key (unless the sweep sets it itself)."""
+    import dataclasses
+
+    from ltbench.cli.main import build_parser
+    from ltbench.config import RunConfig
+    from ltbench.sweep.spec import RUN_FIELDS
+
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    flags = {o for a in run._actions for o in a.option_strings}
+    for f in dataclasses.fields(RunConfig):
+        if f.metadata.get("cli", True):
+            assert "--" + f.name.replace("_", "-") in flags
+    assert {"pretrained", "image_size", "workers", "compile"} <= set(RUN_FIELDS)

@@ -3,7 +3,6 @@ clustering, the MoCo-style queue option, and one epoch per stage end to end on s
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -33,6 +32,7 @@ from ltbench.methods.contrastive.tsc import (
     uniformity_energy,
     update_centroids,
 )
+from ltbench.records import log_entries
 from ltbench.run import execute
 
 CIFAR10_LT = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
@@ -287,7 +287,7 @@ def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
     )
     rec = execute(cfg, progress=False)  # the trainer raises if the head-only stage moved the backbone
     assert rec["status"] == "done", rec.get("error")
-    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    log = log_entries(cfg.run_dir)
     assert [e["stage_name"] for e in log] == ["contrastive", "classifier"]
     assert all(math.isfinite(e["loss"]) for e in log)
     blob = torch.load(cfg.run_dir / "ckpt.pt", weights_only=False)

@@ -1,11 +1,10 @@
 """Every registered method, two steps per stage on the synthetic dataset (registry-parametrized)."""
 
-import json
-
 import pytest
 import torch
 
 from ltbench.config import RunConfig
+from ltbench.records import log_entries
 from ltbench.registry import METHODS
 from ltbench.run import execute
 
@@ -41,7 +40,7 @@ def test_every_method_runs_every_stage(method, tmp_path):
     assert rec["status"] == "done"
     m = rec["metrics"]
     assert 0.0 <= m["overall"] <= 1.0 and len(m["per_class"]) == rec["data"]["num_classes"]
-    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    log = log_entries(cfg.run_dir)
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in log)
     n_stages = len({e["stage"] for e in log})
     assert n_stages == len(METHODS.get(method)(rec["resolved"]["hp"], _info(rec)).stages())
@@ -59,6 +58,6 @@ def _info(rec):
 def test_ssp_stage_precedes_any_method(tmp_path):
     cfg = _two_step_config(tmp_path, "ce_drw", ssp=True, hparams={"ssp_epochs": 1, "batch_size": 100})
     rec = execute(cfg, progress=False)
-    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    log = log_entries(cfg.run_dir)
     assert [e["stage_name"] for e in log] == ["ssp", "train"]
     assert rec["status"] == "done"

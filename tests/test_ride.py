@@ -14,6 +14,7 @@ from ltbench.losses import LDAMLoss, class_balanced_weights
 from ltbench.methods.ride.experts import ExpertBackbone, multi_expert_model
 from ltbench.methods.ride.ride import class_temperature, ride_loss
 from ltbench.models.cifar_resnet import resnet18_cifar_backbone, resnet32_backbone
+from ltbench.records import log_entries
 from ltbench.run import execute
 
 COUNTS = [50, 20, 8, 3]
@@ -137,7 +138,7 @@ def test_ride_runs_end_to_end_on_synthetic_data(tmp_path):
     saved = json.loads((cfg.run_dir / "result.json").read_text())
     assert saved["model"]["params"] > 0 and saved["model"]["gflops"] > 0
     assert saved["resolved"]["hp"]["num_experts"] == 3 and saved["resolved"]["hp"]["weight_decay"] == 5e-4
-    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    log = log_entries(cfg.run_dir)
     assert all(torch.isfinite(torch.tensor([e["loss"], e["ldam"], e["kl"]])).all() for e in log)
     # --epochs 1 scales reweight_epoch 160/200 to 1: DRW and temperature never switch on in epoch 0
     assert rec["resolved"]["hp"]["reweight_epoch"] == 1 and log[0]["drw"] == 0.0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +11,7 @@ from ltbench.method import DataInfo
 from ltbench.methods.ride.ride import RIDE
 from ltbench.methods.ride.ride_ea import RIDEEA
 from ltbench.methods.ride.router import ExpertRouter, route, router_targets, running_ensembles
+from ltbench.records import log_entries
 from ltbench.restore import load_finished
 from ltbench.run import execute
 from tests.conftest import tiny_config
@@ -85,7 +84,7 @@ def test_router_stage_leaves_experts_bit_identical(out_dir, monkeypatch):
     assert any(not torch.equal(final[k], snapshot[k]) for k in router_keys), "the router did not learn"
     assert 1.0 <= rec["metrics"]["experts_used"] <= 3.0
     assert "all_experts" in rec["variants"]
-    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    log = log_entries(cfg.run_dir)
     assert [e["stage_name"] for e in log] == ["train", "router"]
 
 
@@ -116,7 +115,7 @@ def test_distillation_from_a_finished_run_end_to_end(out_dir):
     student = tiny_config(out_dir, "ride", epochs=1, hparams={"batch_size": 100, "teacher": str(teacher_cfg.run_dir)})
     rec = execute(student, progress=False)
     assert rec["status"] == "done"
-    log = [json.loads(line) for line in (student.run_dir / "log.jsonl").read_text().splitlines()]
+    log = log_entries(student.run_dir)
     assert all(e["distill"] > 0 for e in log)
     # the rebuilt teacher reproduces the stored run's weights exactly
     _, model = load_finished(teacher_cfg.run_dir, _info(counts=rec["data"]["class_counts"]), torch.device("cpu"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ltbench.method import Stage
-from ltbench.records import run_state
+from ltbench.records import log_entries, run_state
 from ltbench.run import execute
 from ltbench.train.optim import lr_factor
 from tests.conftest import interrupt_run, tiny_config
@@ -40,7 +40,7 @@ def test_run_writes_the_run_directory(out_dir):
         assert (z["logits"].argmax(1) == z["preds"]).all()
     with np.load(d / "features.npz") as z:
         assert z["features"].dtype == np.float32
-    log = [json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()]
+    log = log_entries(d)
     assert [e["epoch"] for e in log] == [0, 1]
     # a second call reports the finished run instead of training again
     assert execute(cfg, progress=False)["metrics"] == res["metrics"]
@@ -54,7 +54,7 @@ def test_resume_after_interruption_gives_identical_metrics(out_dir, tmp_path):
     resumed = execute(cfg, progress=False)
     assert resumed["metrics"]["per_class"] == full["metrics"]["per_class"]
     assert resumed["metrics"]["overall"] == full["metrics"]["overall"]
-    log = [json.loads(line) for line in (cfg.run_dir / "log.jsonl").read_text().splitlines()]
+    log = log_entries(cfg.run_dir)
     assert [e["epoch"] for e in log] == [0, 1, 2, 3]
 
 

@@ -102,6 +102,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from ltbench.cli.show import main as show_main
+
+    return show_main(args)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from ltbench.cli.sweep import run_sweep
 
@@ -151,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="registered methods, datasets and backbones")
     p.add_argument("kind", nargs="?", choices=("methods", "datasets", "backbones"), help="only this registry")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("bench", help="throughput benchmarks: train | dpp")
+    p = sub.add_parser("show", help="a method's paper, hparams (default, range, source) and presets")
+    p.add_argument("method", help="registered method, or 'all'")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("bench", help="throughput benchmarks: train | compare | dpp | profile | report")
     from ltbench.cli.bench import add_bench_args
 
     add_bench_args(p)

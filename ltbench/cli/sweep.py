@@ -109,18 +109,15 @@ def _wait(jobs, configs) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from ltbench.sweep import sweep_status
+    from ltbench.sweep import failure_reason, sweep_status
 
     d = Path(args.sweep_dir)
     if not d.is_dir():
         raise ConfigError(f"{d} is not a sweep directory (expected <out>/<sweep name>)")
     grouped = sweep_status(d)
     print(f"{d}: " + ", ".join(f"{s} {len(grouped[s])}" for s in STATES))
-    from ltbench.records import read_json
-
     for name in grouped["failed"]:
-        err = ((read_json(d / name / "result.json") or {}).get("error") or "").strip().splitlines()
-        print(f"  failed {name}: {err[-1] if err else 'unknown error'}")
+        print(f"  failed {name}: {failure_reason(d / name)}")
     for name in grouped["running"] + grouped["incomplete"]:
         print(f"  {'running' if name in grouped['running'] else 'incomplete'} {name}")
     return 0

@@ -4,7 +4,7 @@ augmented on the training device. Nothing here loops over images in Python.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 
@@ -113,10 +113,3 @@ def eval_batches(
     for raw in raws:
         x = normalise(raw, data)
         yield x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def class_indices(labels: torch.Tensor, num_classes: int) -> Sequence[torch.Tensor]:
-    """Indices of each class, ascending (class-sorted index lists for per-class work)."""
-    order = torch.argsort(labels, stable=True)
-    counts = torch.bincount(labels, minlength=num_classes).tolist()
-    return list(torch.split(order, counts))

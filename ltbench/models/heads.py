@@ -35,17 +35,6 @@ class CosineHead(nn.Module):
         return self.weight.t()
 
 
-class ScaledCosineHead(CosineHead):
-    """Cosine head multiplied by a fixed scale s (RIDE/LDAM-style logits usable with plain CE)."""
-
-    def __init__(self, in_features: int, num_classes: int, scale: float = 30.0) -> None:
-        super().__init__(in_features, num_classes)
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) * self.scale
-
-
 class LWSHead(nn.Module):
     """Learnable weight scaling (Kang et al. 2020): keep W, b of a trained linear head, learn f_c per class."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltbench.config import RunConfig
-from ltbench.records import STATES, read_json, run_state
+from ltbench.records import STATES, is_run_dir, read_json, run_state
 
 
 def states(configs: list[RunConfig]) -> dict[str, list[RunConfig]]:
@@ -24,15 +24,19 @@ def to_launch(configs: list[RunConfig], retry_failed: bool = False) -> list[RunC
     return todo + grouped["failed"] if retry_failed else todo
 
 
-def failure_reason(cfg: RunConfig) -> str:
-    rec = read_json(cfg.run_dir / "result.json") or {}
+def failure_reason(run_dir: Path) -> str:
+    """The last line of a failed run's recorded error."""
+    rec = read_json(Path(run_dir) / "result.json") or {}
     err = (rec.get("error") or "").strip().splitlines()
     return err[-1] if err else "unknown error"
 
 
 def sweep_status(sweep_dir: Path) -> dict[str, list[str]]:
-    """States of every run directory under ``sweep_dir`` (for ``ltbench status``, no spec needed)."""
+    """States of the run directories directly under ``sweep_dir`` (for ``ltbench status``, no spec needed).
+
+    Only run directories count (``is_run_dir``): submitit's folder, figure folders and anything else a user
+    keeps there are not runs."""
     out: dict[str, list[str]] = {s: [] for s in STATES}
-    for d in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir()):
+    for d in sorted(p for p in Path(sweep_dir).iterdir() if is_run_dir(p)):
         out[run_state(d)].append(d.name)
     return out
