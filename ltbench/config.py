@@ -73,6 +73,9 @@ class RunConfig:
     pretrained: bool = option(False, "timm's pretrained weights (timm backbones only)", id_default=True)
     image_size: int | None = option(None, "ImageNet-LT/Places-LT/iNat: crop size (default 224)", id_default=True)
     workers: int | None = option(None, "ImageNet-LT/Places-LT/iNat: decoding processes (default CPUs-1)", runtime=True)
+    strict_counts: bool = option(
+        False, "stop when the data cannot give every class its requested count (default: cap it, say so)", runtime=True
+    )
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():

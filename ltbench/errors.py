@@ -9,12 +9,21 @@ class LTBenchError(Exception):
     """A problem with the user's input or environment, explained in the message."""
 
 
-class ConfigError(LTBenchError):
-    """An invalid configuration value (unknown name, wrong type, out-of-range value)."""
+class ConfigError(LTBenchError, ValueError):
+    """An invalid configuration value (unknown name, wrong type, out-of-range value). Also a ``ValueError``, as
+    numpy/torch users expect from a library function given a bad argument value."""
 
 
 class DataError(LTBenchError):
     """Data that is missing, unreadable or does not have the expected layout."""
+
+
+class CheckpointError(LTBenchError):
+    """A checkpoint exists but cannot be used (incompatible code, refused content, device); every file is kept."""
+
+
+class FrozenWeightsChanged(LTBenchError):
+    """A stage that trains only part of the model changed weights it declared frozen (a method bug)."""
 
 
 class StorageError(LTBenchError):

@@ -86,9 +86,18 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise storage_error(exc, path) from exc
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` as the process umask lets a new file have it (what ``open`` would give): ``mkstemp`` creates 0600,
+    and on shared cluster storage colleagues must be able to read each other's records."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def _write_json_atomic(path: Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "w") as f:
             json.dump(_clean(obj), f, indent=1, sort_keys=True, allow_nan=False)
             f.write("\n")
@@ -205,17 +214,15 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8
 
 def cpu_info() -> dict:
     """CPU model and the instruction-set flags that decide bf16 speed (AMX, avx512_bf16) on Linux."""
-    model, flags = platform.processor() or None, set()
+    from ltbench.train.runtime import cpu_flags
+
+    model = platform.processor() or None
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
+    flags = cpu_flags()
     return {"cpu_model": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags], "cpu_count": os.cpu_count()}
 
 

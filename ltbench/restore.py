@@ -16,6 +16,7 @@ from torch import nn
 from ltbench.errors import ConfigError
 from ltbench.method import DataInfo, Method
 from ltbench.records import read_json, run_state
+from ltbench.train.trainer import load_checkpoint
 
 
 def load_finished(run_dir: str | Path, info: DataInfo, device: torch.device) -> tuple[Method, nn.Module]:
@@ -44,7 +45,7 @@ def load_finished(run_dir: str | Path, info: DataInfo, device: torch.device) -> 
     model = method.build_model(build_backbone(resolved["backbone"], info.image_size), info.num_classes, counts)
     for stage in method.stages():
         method.adapt_model(model, stage)
-    blob = torch.load(run_dir / "ckpt.pt", map_location="cpu", weights_only=False)
+    blob = load_checkpoint(run_dir / "ckpt.pt")  # weights_only: a shared run directory cannot run code here
     model.load_state_dict(blob["model"])
     model = model.to(device).eval().requires_grad_(False)
     return method, model

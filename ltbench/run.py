@@ -6,6 +6,7 @@ epoch, ckpt.pt every epoch, result.json atomically at the end, then ``done``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import resource
 import sys
@@ -18,7 +19,7 @@ import torch
 from ltbench.config import RunConfig
 from ltbench.data.base import DataSpec, LTData
 from ltbench.data.longtail import index_hash, shot_groups
-from ltbench.errors import ConfigError, LTBenchError, StorageError, storage_error
+from ltbench.errors import CheckpointError, ConfigError, DataError, LTBenchError, StorageError, storage_error
 from ltbench.evaluate import evaluate, feature_sample
 from ltbench.method import DataInfo, Method
 from ltbench.metrics import weight_norm_stats
@@ -28,6 +29,7 @@ from ltbench.records import RunLock, env_info, read_json, run_state, write_json_
 from ltbench.registry import DATASETS, METHODS
 from ltbench.resolve import Resolved, resolve
 from ltbench.train.context import Context
+from ltbench.train.progress import console
 from ltbench.train.runtime import configure_threads, resolve_device, resolve_precision, seed_everything
 from ltbench.train.trainer import Diverged, Trainer
 
@@ -48,6 +50,26 @@ def load_data(cfg: RunConfig) -> LTData:
             f"--image-size applies to file-backed datasets (imagenet_lt, places_lt, inat2018), not {cfg.dataset}"
         )
     return data
+
+
+def check_counts(data: LTData, strict: bool, progress: bool) -> None:
+    """Say (one line) when the available pool could not give some classes their requested counts; with
+    ``--strict-counts`` that is an error. The capped classes are recorded in the data provenance either way."""
+    prov = data.provenance or {}
+    capped = prov.get("capped_classes") or []
+    if not capped:
+        return
+    requested, got = prov["counts_requested"], prov["counts"]
+    shown = ", ".join(f"{data.classes[c]} {got[c]}/{requested[c]}" for c in capped[:3])
+    more = f" and {len(capped) - 3} more" if len(capped) > 3 else ""
+    msg = (
+        f"{len(capped)} of {data.num_classes} classes have fewer training images than requested "
+        f"(got/requested: {shown}{more}); the pool of {prov.get('source_path', 'the data')} cannot give more"
+    )
+    if strict:
+        raise DataError(msg + " — rerun without --strict-counts to train on what is available")
+    if progress:
+        console(f"ltbench: note: {msg}; training on what is available (recorded; --strict-counts stops instead)")
 
 
 def prepare(cfg: RunConfig) -> tuple[type[Method], Resolved]:
@@ -102,12 +124,22 @@ def data_record(data: LTData, shots: tuple[int, int]) -> dict:
     }
 
 
+def concrete(cfg: RunConfig, device: torch.device | None = None) -> RunConfig:
+    """``cfg`` with ``precision="auto"`` replaced by what it means on ``device`` (default: this machine's), so
+    the run id names the precision that ran (a run id never means fp32 on one machine and bf16 on another)."""
+    if cfg.precision != "auto":
+        return cfg
+    device = device or resolve_device(cfg.device)
+    return dataclasses.replace(cfg, precision=resolve_precision("auto", device))
+
+
 def execute(cfg: RunConfig, progress: bool = True) -> dict:
     """Run (or resume, or report) one configuration; returns its result record."""
+    cfg = concrete(cfg)
     run_dir = cfg.run_dir
     if run_state(run_dir) == "done":
         if progress:
-            print(f"ltbench: {run_dir} is already done (delete it to rerun)", file=sys.stderr)
+            console(f"ltbench: {run_dir} is already done (delete it to rerun)")
         return read_json(run_dir / "result.json")
     method_cls, resolved = prepare(cfg)
     lock = RunLock(run_dir)
@@ -119,6 +151,10 @@ def execute(cfg: RunConfig, progress: bool = True) -> dict:
         return _execute_locked(cfg, method_cls, resolved, progress)
     finally:
         lock.release()
+        if not (run_dir / "config.json").exists():  # refused before anything was written: leave no folder behind
+            lock.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 def _execute_locked(cfg: RunConfig, method_cls: type[Method], resolved: Resolved, progress: bool) -> dict:
@@ -128,6 +164,7 @@ def _execute_locked(cfg: RunConfig, method_cls: type[Method], resolved: Resolved
     threads = configure_threads(cfg.threads)
     t_start = time.time()
     data = load_data(cfg)
+    check_counts(data, cfg.strict_counts, progress)
     run_dir.mkdir(parents=True, exist_ok=True)
     base = {
         "run_id": cfg.run_id,
@@ -138,16 +175,15 @@ def _execute_locked(cfg: RunConfig, method_cls: type[Method], resolved: Resolved
     if not (run_dir / "config.json").exists():
         write_json_atomic(run_dir / "config.json", base)
     if progress:
-        print(
+        console(
             f"ltbench: {cfg.method} on {data.summary()}\n  run dir {run_dir} | backbone {resolved.backbone} | "
-            f"{device.type} {precision} {threads} threads | scale {resolved.scale:g}",
-            file=sys.stderr,
+            f"{device.type} {precision} {threads} threads | scale {resolved.scale:g}"
         )
     env = env_info(device.type, precision, threads)
     try:
         record = _train_and_evaluate(cfg, method_cls, resolved, data, device, precision, progress)
-    except StorageError:
-        raise  # not a failure of the run: it stays incomplete and resumes once there is space
+    except (StorageError, CheckpointError):
+        raise  # not a failure of the run: it stays as it was (nothing rewritten) and resumes once fixed
     except (Diverged, Exception) as exc:
         error = str(exc) if isinstance(exc, LTBenchError) else traceback.format_exc()
         write_result(
@@ -190,7 +226,9 @@ def _train_and_evaluate(
     recipe = getattr(backbone, "recipe", None)
     if recipe:
         ctx.record("backbone_recipe", recipe)
-    lrs = frozenset(v for k, v in cfg.hparams.items() if k == "lr" or k.endswith("_lr"))
+    # learning rates the user set (typed values from the resolved hparams, not the --set strings): a backbone's
+    # recipe replaces default learning rates only
+    lrs = frozenset(resolved.hp[k] for k in cfg.hparams if k == "lr" or k.endswith("_lr"))
     trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress, recipe, lrs)
     state = trainer.fit()
     ev = evaluate(method, model, ctx, resolved.shots)
@@ -216,6 +254,7 @@ def _train_and_evaluate(
         "val": ev["val"],
         "model": model_cost(model, method, tuple(data.test_x.shape[1:]), device),
         "timing": {"stages": stages, "peak_memory_mb": round(peak, 1)},
+        "warnings": ctx.records.pop("warnings", []),
         "extras": ctx.records,
     }
 
@@ -253,4 +292,4 @@ def print_summary(cfg: RunConfig, m: dict) -> None:
         f"few ({m['few_classes']})",
         "overall",
     ]
-    print(tabulate(rows, heads, tablefmt="github"))
+    console(tabulate(rows, heads, tablefmt="github"), sys.stdout)

@@ -86,8 +86,20 @@ def test_transformer_recipe_applies_to_full_training_stages_only(tmp_path):
     # stage 1 (full training) gets AdamW at 5e-4 x 128/512; the head-only cRT stage keeps SGD lr 0.2
     log = log_entries(tmp_path / "runs" / rec["run_id"])
     assert log[0]["lr"] <= 5e-4 * 128 / 512 and log[1]["lr"] <= 0.2
-    explicit = execute(_two_step_config(tmp_path, "ce", backbone="tiny_vit", hparams={"lr": 0.003}), progress=False)
-    assert explicit["resolved"]["hp"]["lr"] == 0.003  # the user's lr is kept (cosine from 0.003)
+
+
+@pytest.mark.parametrize("given", [0.003, "0.003"])  # a number (Python, sweeps) or a string (--set lr=0.003)
+def test_an_explicit_lr_survives_the_transformer_recipe(tmp_path, given):
+    """The lr the optimizer used (log.jsonl), not the resolved hparam: the recipe replaces default lrs only."""
+    hp = {"batch_size": 100}
+    default_cfg = _two_step_config(tmp_path / "d", "ce", backbone="tiny_vit", hparams=hp)
+    explicit_cfg = _two_step_config(tmp_path / "e", "ce", backbone="tiny_vit", hparams={**hp, "lr": given})
+    execute(default_cfg, progress=False)
+    execute(explicit_cfg, progress=False)
+    default, explicit = log_entries(default_cfg.run_dir), log_entries(explicit_cfg.run_dir)
+    # one epoch of per-iteration warm-up: the last step's lr is a fixed fraction of the base lr in both runs
+    ratio = explicit[0]["lr"] / default[0]["lr"]
+    assert ratio == pytest.approx(0.003 / (5e-4 * 100 / 512), rel=1e-6)
 
 
 @pytest.mark.parametrize("backbone", list(TINY))

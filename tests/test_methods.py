@@ -7,6 +7,7 @@ from ltbench.config import RunConfig
 from ltbench.records import log_entries
 from ltbench.registry import METHODS
 from ltbench.run import execute
+from ltbench.train.trainer import load_checkpoint
 
 
 def _two_step_config(out, method: str, **kw) -> RunConfig:
@@ -44,6 +45,9 @@ def test_every_method_runs_every_stage(method, tmp_path):
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in log)
     n_stages = len({e["stage"] for e in log})
     assert n_stages == len(METHODS.get(method)(rec["resolved"]["hp"], _info(rec)).stages())
+    # the checkpoint (model, optimizer, method and context state) holds only what weights_only accepts
+    blob = load_checkpoint(cfg.run_dir / "ckpt.pt")
+    assert set(blob) >= {"state", "model", "optimizer", "method", "ctx"}
 
 
 def _info(rec):

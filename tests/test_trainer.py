@@ -92,17 +92,6 @@ def test_bf16_autocast_path_runs_on_cpu(out_dir):
     assert torch.isfinite(torch.tensor(rec["metrics"]["overall"]))
 
 
-@pytest.mark.parametrize(("amx", "expected"), [(True, "bf16"), (False, "fp32")])
-def test_auto_precision_on_cpu_follows_amx(monkeypatch, amx, expected):
-    """auto picks bf16 only on CPUs with AMX (measured 2x there, slower without: runtime.resolve_precision)."""
-    from ltbench.train import runtime
-
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-    cpu = torch.device("cpu")
-    assert runtime.resolve_precision("auto", cpu) == expected
-    assert runtime.resolve_precision("fp32", cpu) == "fp32" and runtime.resolve_precision("bf16", cpu) == "bf16"
-
-
 def test_compile_flag_compiles_the_backbone_in_place(out_dir, monkeypatch):
     """--compile reaches nn.Module.compile on the backbone (in place: checkpoints keep their keys; a runtime
     field: the run id is unchanged). The real compile is replaced by a recorder: it costs 35-65 s per model on

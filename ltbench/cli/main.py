@@ -91,7 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ltbench.run import execute
 
     record = execute(cfg, progress=not args.quiet)
-    print(f"result: {cfg.run_dir / 'result.json'}")
+    from ltbench.run import concrete
+    from ltbench.train.progress import console
+
+    console(f"result: {concrete(cfg).run_dir / 'result.json'}", sys.stdout)
     return 0 if record and record.get("status") == "done" else 1
 
 
@@ -174,19 +177,33 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run"]  # `ltbench` alone: the default run, as the README promises
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ltbench.train.progress import console
+
     try:
-        return args.func(args)
+        code = args.func(args)
     except LTBenchError as exc:
-        print(f"ltbench: error: {exc}", file=sys.stderr)
-        return 2
+        console(f"ltbench: error: {exc}")
+        code = 2
     except Interrupted as exc:
-        print(f"ltbench: {exc}; rerun the same command to resume from it", file=sys.stderr)
-        return 128 + exc.signum
+        console(f"ltbench: {exc}; rerun the same command to resume from it")
+        code = 128 + exc.signum
     except KeyboardInterrupt:
-        print(
-            "ltbench: interrupted; the last epoch checkpoint is kept, rerun the same command to resume", file=sys.stderr
-        )
-        return 130
+        console("ltbench: interrupted; the last epoch checkpoint is kept, rerun the same command to resume")
+        code = 130
+    _quiet_closed_stdout()
+    return code
+
+
+def _quiet_closed_stdout() -> None:
+    """`ltbench ... | head`: once the reader is gone, flushing stdout at exit would print a BrokenPipeError
+    traceback; point stdout at /dev/null instead (the Python documentation's recipe)."""
+    import os
+
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

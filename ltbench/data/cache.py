@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ltbench.records import umask_mode
+
 CACHE_VERSION = 1  # bump when the stored layout changes so old cache files are ignored
 
 
@@ -105,7 +107,7 @@ def save_cached(path: Path, arrays: dict[str, np.ndarray]) -> bool:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shared cache must be readable by the group
+        os.chmod(tmp, umask_mode())  # mkstemp creates 0600; a shared cache must be readable as the umask allows
         os.replace(tmp, path)
         return True
     except OSError as exc:

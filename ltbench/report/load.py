@@ -141,6 +141,8 @@ def _other_columns(rec: dict) -> dict:
         "gflops": model.get("gflops"),
         "commit": env.get("commit"),
         "dirty": env.get("dirty"),
+        "diff_sha256": env.get("diff_sha256"),
+        "capped": bool(((rec.get("data") or {}).get("provenance") or {}).get("capped_classes")),
         "device_name": env.get("device_name"),
         "run_precision": env.get("precision"),
     }

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ltbench.errors import ConfigError
+from ltbench.errors import ConfigError, DataError
 from ltbench.report.load import PathsLike, load_records, parse_shots, read_log
 from ltbench.report.table import row_labels
 
@@ -206,6 +206,15 @@ def plot_tsne(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     for r in _with_file(df, FEATURES_FILE, "feature sample", "arrays 'features' and 'labels'").itertuples():
         with np.load(Path(r.run_dir) / FEATURES_FILE) as z:
             feats, labels = z["features"].astype(np.float32), z["labels"].astype(int)
+        finite = np.isfinite(feats).all(axis=1)
+        if not finite.all():  # older records stored float16 features, which overflow to inf
+            warnings.warn(
+                f"{r.run_id}: {int((~finite).sum())} stored features are not finite; t-SNE skips them", stacklevel=2
+            )
+            feats, labels = feats[finite], labels[finite]
+        if len(feats) < 5:
+            warnings.warn(f"{r.run_id}: fewer than 5 finite stored features; no t-SNE figure", stacklevel=2)
+            continue
         perplexity = float(min(30, max(2, (len(feats) - 1) // 3)))
         method = "exact" if len(feats) <= 1000 else "barnes_hut"  # exact: no OpenMP spin on a busy node
         emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0, method=method).fit_transform(feats)
@@ -293,4 +302,7 @@ def make_plot(
 
     df = filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets)
     df = df.assign(row=row_labels(df))
-    return PLOTS[kind](df, Path(out_dir))
+    try:
+        return PLOTS[kind](df, Path(out_dir))
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:  # data the figure cannot show
+        raise DataError(f"the {kind} figure cannot be drawn from these runs: {type(exc).__name__}: {exc}") from exc

@@ -115,6 +115,7 @@ def summarize(df: pd.DataFrame, metrics: tuple[str, ...] = ACCURACY) -> pd.DataF
                     ),
                     "imbalance_ratio": g["imbalance_ratio"].iloc[0],
                     "backbone": g["backbone"].iloc[0],
+                    "capped": bool(g["capped"].fillna(False).any()) if "capped" in g else False,
                 }
             )
     return pd.DataFrame(out)
@@ -226,12 +227,13 @@ def build_grid(summary: pd.DataFrame, metrics: tuple[str, ...], digits: int = 1,
         if kind == "ours":
             vals = {r: round(cell[r, ds, m].mean, digits) if (r, ds, m) in cell else math.nan for r in rows}
             styles[ds, m] = _styles(vals, METRICS[m][2])
+    capped = set(summary.loc[summary["capped"].astype(bool), "row"]) if "capped" in summary else set()
     for r in rows:
         cells = []
         for ds, m, kind in cols:
             c = cell.get((r, ds, m if kind != "n" else metrics[-1]))
             cells.append(_cell_text(c, kind, digits, styles.get((ds, m), {}).get(r, "")))
-        grid.rows.append((r, cells))
+        grid.rows.append((r + (" ‡" if r in capped else ""), cells))
     return grid
 
 
@@ -273,6 +275,14 @@ def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], pu
                 f"Pub. {method} on {DATASET_NAMES.get(ds, ds)} ({which}): {src}{flag}" + (f"; {extra}" if extra else "")
             )
         notes.append("Δ = ours − published (points)." if len(used) else "No published numbers match these rows.")
+    if "capped" in summary and summary["capped"].astype(bool).any():
+        notes.append(
+            "‡ Trained with fewer images than the profile requests in some classes: the data's pool could not give "
+            "more (result.json data.provenance.capped_classes)."
+        )
+    version = code_versions(df)
+    if version:
+        notes.append(version)
     missing = df.attrs.get("not_done") or []
     if missing:
         counts = pd.Series([m["state"] for m in missing]).value_counts()
@@ -285,6 +295,22 @@ def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], pu
             + ")"
         )
     return notes
+
+
+def code_versions(df: pd.DataFrame) -> str | None:
+    """A note when the runs of one table come from several commits or from modified trees (None: one clean
+    commit, or records without code versions)."""
+    if "commit" not in df or df["commit"].isna().all():
+        return None
+    commits = sorted({str(c)[:8] for c in df["commit"].dropna()})
+    dirty = df[df["dirty"].fillna(False).astype(bool)] if "dirty" in df else df.iloc[:0]
+    if len(commits) <= 1 and dirty.empty:
+        return None
+    trees = {str(d)[:8] for d in dirty.get("diff_sha256", pd.Series(dtype=object)).dropna()}
+    text = f"Code versions: {len(commits)} commit(s) ({', '.join(commits[:4])}{', ...' if len(commits) > 4 else ''})"
+    if not dirty.empty:
+        text += f"; {len(dirty)} run(s) from modified trees ({len(trees) or '?'} distinct diffs)"
+    return text + " — compare with care."
 
 
 def latex_escape(text: str) -> str:
@@ -387,6 +413,11 @@ def make_table(
         raise ConfigError(f"--digits must be between 0 and 6, got {digits}")
     cols = _metric_list(metrics)
     df = filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets)
+    mixed = code_versions(df)
+    if mixed:
+        from ltbench.train.progress import console
+
+        console(f"ltbench: warning: {mixed}")
     summary = summarize(df, cols)
     if published is not False:
         summary = join_published(summary, load_published(None if published is True else published), source)

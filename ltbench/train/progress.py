@@ -11,6 +11,15 @@ import time
 from ltbench.method import Stage
 
 
+def console(message: str, stream=None) -> None:
+    """One line for the user on stderr. Console trouble (a closed pipe as in ``ltbench run | head``, a vanished
+    terminal) must never fail a run, so write errors are ignored."""
+    try:
+        print(message, file=stream or sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def _fmt_time(seconds: float) -> str:
     seconds = int(max(0, seconds))
     h, rem = divmod(seconds, 3600)
@@ -32,7 +41,7 @@ class Progress:
     def start_epoch(self, stage: int, epoch: int, steps: int) -> None:
         self.stage, self.epoch = stage, epoch
         self.done_work = sum(self.work[:stage]) + self.work[stage] * epoch / max(1, self.stages[stage].epochs)
-        if self.enabled and self.stream.isatty():
+        if self.enabled and _isatty(self.stream):
             from tqdm import tqdm
 
             s = self.stages[stage]
@@ -42,13 +51,14 @@ class Progress:
 
     def step(self, it: int, loss: float, ips: float) -> None:
         if self.bar is not None:
-            self.bar.n = it
-            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", refresh=True)
+            try:
+                self.bar.n = it
+                self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", refresh=True)
+            except (OSError, ValueError):  # the terminal went away: carry on without the bar
+                self.bar = None
 
     def end_epoch(self, entry: dict) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        self.close()
         stage = self.stages[self.stage]
         views = max(1, stage.views)
         self.done_work += self.work[self.stage] / max(1, stage.epochs)
@@ -57,13 +67,23 @@ class Progress:
         eta = (self.total - self.done_work) / max(self.rate, 1e-9)
         if self.enabled:
             acc = f" test_acc {entry['test_acc']:.4f}" if "test_acc" in entry else ""
-            print(
+            console(
                 f"[{stage.name}] epoch {self.epoch + 1}/{stage.epochs} loss {entry['loss']:.4f} "
                 f"lr {entry['lr']:.3g} {entry['images_per_s']:.0f} img/s{acc} ETA {_fmt_time(eta)}",
-                file=self.stream,
-                flush=True,
+                self.stream,
             )
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()
+            except (OSError, ValueError):
+                pass
+            self.bar = None
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False

@@ -23,20 +23,33 @@ def cpu_has_amx() -> bool:
     return bool(probe is not None and probe())
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto -> bf16 autocast on CUDA GPUs with native bf16 and on CPUs with AMX; fp32 elsewhere.
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
 
-    Measured side by side on the 2-core reference Xeon with AMX (`ltbench bench train --precision both`,
-    ResNet-32 train step, batch 128): bf16 388 vs fp32 193 img/s with 1 thread, 631 vs 359 with 2; one
-    CIFAR-10-LT epoch 2.0x / 1.8x fp32 (`ltbench bench compare`), and a 20-epoch CE run ends within seed noise
-    of fp32 (42.0 vs 43.4 %). An earlier measurement on a machine of the same kind, whose AMX flag was not
-    recorded, had bf16 slower than fp32 (307 vs 373 img/s, 2 threads): bf16 is chosen only where AMX is present.
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """auto -> bf16 autocast on CUDA GPUs with native bf16 and on CPUs with native bf16 dot products (AMX or
+    avx512_bf16); fp32 elsewhere, where bf16 is emulated.
+
+    Measured (``ltbench bench train --precision both``, ResNet-32 train step, batch 128, side by side in one
+    process): an AMX Xeon (the reference machine) bf16 388 vs fp32 193 img/s with 1 thread, 631 vs 359 with 2;
+    an avx512_bf16 Xeon without AMX 416 vs 282 (one CIFAR-10-LT epoch, ``bench compare``, 2 threads, 1.47x);
+    a machine of the same kind with neither flag recorded had bf16 slower than fp32 (307 vs 373). README
+    "Performance" has the table. Capping oneDNN's ISA on the AMX machine (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16)
+    does *not* reproduce the avx512_bf16 machine (bf16 fell to a fraction of fp32): the real CPU is the
+    measurement this rule follows. The CPU flags are recorded in every result.json.
     """
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_amx() else "fp32"
+    flags = cpu_flags()
+    return "bf16" if {"avx512_bf16", "amx_bf16"} & flags or cpu_has_amx() else "fp32"
 
 
 def configure_threads(threads: int | None) -> int:

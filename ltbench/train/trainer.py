@@ -22,17 +22,18 @@ from torch import nn
 
 from ltbench.data.loader import DeviceBatches, epoch_order
 from ltbench.data.transforms import get_transform
-from ltbench.errors import LTBenchError, storage_error
+from ltbench.errors import CheckpointError, FrozenWeightsChanged, LTBenchError, storage_error
 from ltbench.evaluate import evaluate_logits
 from ltbench.method import Method, Stage
-from ltbench.records import append_jsonl, truncate_log
+from ltbench.records import append_jsonl, log_entries, truncate_log
 from ltbench.train.context import Context
 from ltbench.train.interrupt import Interrupted, StopFlag, graceful_stop
 from ltbench.train.optim import build_optimizer, lr_factor, set_lr
-from ltbench.train.progress import Progress
+from ltbench.train.progress import Progress, console
 from ltbench.train.recipes import apply_backbone_recipe
 
 CHECK_EVERY = 20  # steps between NaN checks / host syncs (one sync per check, none inside the step)
+DIVERGED_RATIO = 100.0  # a stage whose last epoch's mean loss is this many times its first epoch's is flagged
 
 
 class Diverged(LTBenchError):
@@ -66,6 +67,43 @@ def backbone_hash(model: nn.Module, trainable: str = "head") -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def checkpoint_intact(path: Path) -> bool:
+    """Whether a checkpoint file is a complete zip archive whose members all pass their CRC check (torch.save
+    writes zip files): False for a truncated file (a full disk, a killed copy) or damaged bytes."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's content, loaded on the CPU with ``weights_only=True``: a crafted file (runs directories live on
+    shared storage and are read by other users' commands) can hold only tensors, numbers, strings, lists and dicts,
+    and never runs code. Tensors stay on the CPU; ``load_state_dict`` places them (RNG states must be CPU tensors)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded: {type(exc).__name__}: {first}. Only tensors, numbers, strings, "
+            "lists and dicts are accepted (weights_only); the file and the run directory are kept unchanged"
+        ) from exc
+
+
+def to_device(obj, device: torch.device):
+    """``obj`` with every tensor inside (dicts, lists, tuples) moved to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
 
 
 class Trainer:
@@ -110,27 +148,38 @@ class Trainer:
             raise storage_error(exc, self.ckpt_path) from exc
 
     def load(self) -> tuple[TrainState, dict | None]:
-        """The checkpoint's state, or a fresh one if there is none or it is unreadable (then: restart)."""
+        """The checkpoint's state, or a fresh one if there is none (or it is truncated/corrupt: then it is kept
+        aside as ``ckpt.pt.corrupt-<time>`` and the run starts over). Any other failure to load (code that no
+        longer matches, content ``weights_only`` refuses, a device problem) stops the run with every file kept.
+        """
         if not self.ckpt_path.exists():
             return TrainState(), None
-        try:
-            blob = torch.load(self.ckpt_path, map_location=self.ctx.device, weights_only=False)
-            state = TrainState(**blob["state"])
-        except Exception as exc:  # truncated/corrupt file: say so and start over
-            print(f"ltbench: checkpoint {self.ckpt_path} is unreadable ({type(exc).__name__}); starting over")
-            self.ckpt_path.unlink(missing_ok=True)
-            self.log_path.unlink(missing_ok=True)
+        if not checkpoint_intact(self.ckpt_path):
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            aside = self.ckpt_path.with_name(f"ckpt.pt.corrupt-{stamp}")
+            os.replace(self.ckpt_path, aside)
+            if self.log_path.exists():  # starting over: the old epochs' lines move aside with the checkpoint
+                os.replace(self.log_path, self.log_path.with_name(f"log.jsonl.before-{stamp}"))
+            console(f"ltbench: checkpoint {self.ckpt_path} is truncated or corrupt (kept as {aside.name}); restarting")
             return TrainState(), None
+        blob = load_checkpoint(self.ckpt_path)
+        state = TrainState(**blob["state"])
         for stage in self.stages[: state.stage + 1]:  # structural head changes before loading weights
             self.method.adapt_model(self.model, stage)
-        self.model.load_state_dict(blob["model"])
-        self.method.load_state_dict(blob["method"])
+        try:
+            self.model.load_state_dict(blob["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint {self.ckpt_path} does not fit this code's model ({str(exc).splitlines()[0]}); every file "
+                "is kept — run the ltbench version that wrote it (result.json/config.json name the commit)"
+            ) from exc
+        self.method.load_state_dict(to_device(blob["method"], self.ctx.device))
         self.ctx.load_state_dict(blob["ctx"])
         done = (state.stage, state.epoch)
         if blob.get("mid_epoch") is not None:  # the method/ctx state of that moment, re-applied in the epoch
             self.mid_epoch = {**blob["mid_epoch"], "method": copy.deepcopy(blob["method"]), "ctx": blob["ctx"]}
         at = f" step {state.step}" if state.step else ""
-        print(f"ltbench: resuming {self.run_dir.name} at stage {state.stage} epoch {state.epoch}{at}", flush=True)
+        console(f"ltbench: resuming {self.run_dir.name} at stage {state.stage} epoch {state.epoch}{at}")
         truncate_log(self.log_path, lambda e: (e["stage"], e["epoch"] + 1) <= done)
         return state, blob.get("optimizer")
 
@@ -178,21 +227,41 @@ class Trainer:
     def _fit_stage(self, idx: int, state: TrainState, opt_state: dict | None) -> None:
         stage = self.stages[idx]
         fresh = not (idx == state.stage and (state.epoch > 0 or state.step > 0))
+        # Seeded before the stage builds anything (a fresh head: cRT, LWS, the BNS warm-up, RIDE-EA's router), so
+        # a run resumed at a stage boundary initialises it exactly as an uninterrupted one.
+        torch.manual_seed(seed_for(self.seed, idx, -1))
         self._setup_stage(idx, stage, fresh)
         if not fresh and opt_state is not None:
             self.optimizer.load_state_dict(opt_state)
         if fresh:
             partial = stage.trainable != "all"
             state.backbone_hash = backbone_hash(self.model, stage.trainable) if partial else None
-        torch.manual_seed(seed_for(self.seed, idx, -1))
         self.method.on_stage_start(stage, self.model, self.ctx)
         for epoch in range(state.epoch if not fresh else 0, stage.epochs):
             self._run_epoch(idx, stage, epoch, state)
             state.stage, state.epoch, state.step = idx, epoch + 1, 0
             self.save(state)
         if stage.trainable != "all" and backbone_hash(self.model, stage.trainable) != state.backbone_hash:
-            raise RuntimeError(f"stage {stage.name!r} trains only {stage.trainable}, yet frozen weights changed")
+            raise FrozenWeightsChanged(
+                f"stage {stage.name!r} of {self.method.name} trains only model.{stage.trainable}, yet weights it "
+                "declares frozen changed during the stage (a bug in the method: it must not modify them, e.g. "
+                "in a hook or through BatchNorm statistics in train mode); the run is marked failed"
+            )
+        self._flag_divergence(idx, stage)
         state.stage, state.epoch, state.step = idx + 1, 0, 0
+
+    def _flag_divergence(self, idx: int, stage: Stage) -> None:
+        """A finite loss that grew by orders of magnitude (e.g. a classifier loss of 3e7) is not a NaN, so the
+        run finishes, but it must not finish silently: recorded in result.json ``warnings`` and printed."""
+        losses = [e["loss"] for e in log_entries(self.run_dir) if e["stage"] == idx and e.get("loss") is not None]
+        if len(losses) < 2 or not losses[0] > 0 or losses[-1] < DIVERGED_RATIO * losses[0]:
+            return
+        msg = (
+            f"stage {stage.name!r}: the last epoch's loss {losses[-1]:.3g} is {losses[-1] / losses[0]:.0f}x the "
+            f"first epoch's {losses[0]:.3g}; training probably diverged (lower the learning rate)"
+        )
+        self.ctx.record("warnings", msg, append=True)
+        console(f"ltbench: warning: {msg}")
 
     def _epoch_order(self, idx: int, stage: Stage, epoch: int) -> tuple[torch.Tensor, dict | None]:
         """Seed the epoch, run the method's epoch hook, and return the sample order (and, when resuming
@@ -205,7 +274,7 @@ class Trainer:
         mid, self.mid_epoch = self.mid_epoch, None
         if mid is None:
             return epoch_order(stage.sampler, ctx.train_y, ctx.data.num_classes, ctx.generator, ctx.subset), None
-        self.method.load_state_dict(mid["method"])  # undo what the hook redid with mid-epoch weights
+        self.method.load_state_dict(to_device(mid["method"], ctx.device))  # undo what the hook redid mid-epoch
         ctx.load_state_dict(copy.deepcopy(mid["ctx"]))
         ctx.generator.set_state(mid["generator"])
         torch.set_rng_state(mid["torch_rng"])
