@@ -60,10 +60,7 @@ class DeferredReweighting(OneStageLoss):
             weight = class_balanced_weights(self.counts, self.hp["beta"])
             self.criterion.weight = weight.to(ctx.device)
             ctx.record("drw_weights", weight.tolist())
-        ctx.log(drw=float(self.criterion.weight is not None))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}  # the switch is a function of the epoch: a resumed run recomputes it
+        ctx.log(drw=float(self.criterion.weight is not None))  # a function of the epoch: nothing to checkpoint
 
 
 def weighted_ce(weight: torch.Tensor) -> nn.Module:

@@ -88,6 +88,38 @@ def test_kill_9_at_random_points_then_resume_is_exact(tmp_path, reference):
     assert _epochs_logged(out) == list(range(6))  # every epoch exactly once, no torn lines
 
 
+# A two-stage method of each family, killed -9 in the first steps of the stage that builds something new
+# (a fresh head, a scale vector, a router, the contrastive classifier): the resumed run rebuilds it from the
+# stage's seed and must end bit-identical to an uninterrupted run.
+STAGE2 = {
+    "crt": (1, ["--set", "stage2_epochs=2"]),
+    "lws": (1, ["--set", "stage2_epochs=2"]),
+    "bns_ipdpp": (1, ["--set", "ft_epochs=2", "--set", "batch_size=64", "--set", "ft_batch_size=16"]),
+    "ride_ea": (1, ["--set", "router_epochs=2", "--set", "router_batch_size=32"]),
+    "kcl": (1, ["--set", "ft_epochs=2", "--set", "batch_size=64", "--set", "ft_batch_size=16"]),
+}
+
+
+@pytest.mark.parametrize("method", sorted(STAGE2))
+def test_kill_9_in_the_first_steps_of_stage_2_then_resume_is_exact(tmp_path, method):
+    stage, extra = STAGE2[method]
+    args = ["--method", method, "--dataset", "synthetic_lt", "--epochs", "2", "--threads", "1", *RUN_ARGS[10:], *extra]
+    cmd = [sys.executable, "-m", "ltbench", "run", *args]
+    ref = subprocess.run([*cmd, "--out", str(tmp_path / "ref")], capture_output=True, text=True, env=_env())
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "out"
+    kill = [sys.executable, "-m", "tests.kill_at", str(stage), "2", "run", *args, "--out", str(out)]
+    killed = subprocess.run(kill, capture_output=True, text=True, env=_env())
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    [run_dir] = (out / "runs").iterdir()
+    assert torch.load(run_dir / "ckpt.pt", weights_only=True)["state"]["stage"] == stage - 1  # the boundary
+    resumed = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=_env())
+    assert resumed.returncode == 0 and "ltbench: resuming" in resumed.stderr, resumed.stderr
+    [ref_dir] = (tmp_path / "ref" / "runs").iterdir()
+    reference = json.loads((ref_dir / "result.json").read_text())
+    assert json.loads((run_dir / "result.json").read_text())["metrics"] == reference["metrics"]
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 128 + signal.SIGINT)])
 def test_sigterm_and_ctrl_c_save_a_mid_epoch_checkpoint(tmp_path, reference, sig, code):
     out = tmp_path / "out"
