@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ltbench.data.loader import eval_batches
 from ltbench.method import Method
 from ltbench.metrics import classification_metrics
 from ltbench.train.context import Context
@@ -19,27 +18,30 @@ def evaluate_logits(
 ) -> dict[str, torch.Tensor]:
     """CPU float32 logits per prediction variant ("default" plus e.g. ``tau=0.5``), one forward pass.
 
-    ``stats``, if given, receives the test-set mean of every per-image statistic of ``method.eval_stats``.
+    Batches stay on the device until the split is done (one copy per variant at the end, not one per batch:
+    τ-norm has 22 variants). ``stats``, if given, receives the test-set mean of every per-image statistic of
+    ``method.eval_stats``.
     """
     was_training = model.training
     model.eval()
     outs: dict[str, list[torch.Tensor]] = {}
     per_image: dict[str, list[torch.Tensor]] = {}
     try:
-        for x in eval_batches(ctx.data, images.to(ctx.device), ctx.eval_batch_size, ctx.channels_last, ctx.device):
+        for x in ctx.eval_batches(images):
             with ctx.autocast():
                 variants = method.predict_variants(model, x) or {}
                 default = method.predict(model, x)
             for name, logits in {"default": default, **variants}.items():
-                outs.setdefault(name, []).append(logits.float().cpu())
+                outs.setdefault(name, []).append(logits.float())
             if stats is not None:
                 for name, value in (method.eval_stats(model, x) or {}).items():
-                    per_image.setdefault(name, []).append(value.float().cpu())
+                    per_image.setdefault(name, []).append(value.float())
     finally:
         model.train(was_training)
+    n = len(images)  # the rest is padding (compiled models)
     if stats is not None:
-        stats.update({k: float(torch.cat(v).mean()) for k, v in per_image.items()})
-    return {k: torch.cat(v) for k, v in outs.items()}
+        stats.update({k: float(torch.cat(v)[:n].mean()) for k, v in per_image.items()})
+    return {k: torch.cat(v)[:n].cpu() for k, v in outs.items()}
 
 
 def evaluate(method: Method, model: nn.Module, ctx: Context, shots: tuple[int, int]) -> dict:
@@ -93,12 +95,11 @@ def feature_sample(
     backbone.eval()
     feats = []
     try:
-        for x in eval_batches(
-            ctx.data, images[index].to(ctx.device), ctx.eval_batch_size, ctx.channels_last, ctx.device
-        ):
+        for x in ctx.eval_batches(images[index]):
             with ctx.autocast():
-                feats.append(backbone(x).float().cpu())
+                feats.append(backbone(x).float())
     finally:
         backbone.train(was_training)
     # float32: float16 overflows to inf on large pooled features (then t-SNE fails)
-    return {"features": torch.cat(feats), "labels": labels[index].int(), "index": index.int()}
+    features = torch.cat(feats)[: len(index)].cpu()
+    return {"features": features, "labels": labels[index].int(), "index": index.int()}

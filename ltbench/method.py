@@ -113,6 +113,9 @@ class Method(ABC):
     paper: ClassVar[str] = ""
     hparams: ClassVar[dict[str, HP]] = {}
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Host synchronisations a training step is allowed, by the function that makes them, with the reason (the
+    # GPU-path guard, tests/test_gpu_guards.py, fails on any other): e.g. TSC's Hungarian assignment on the host.
+    step_syncs: ClassVar[dict[str, str]] = {}
     default_backbone: ClassVar[str] = "resnet32"
 
     def __init__(self, hp: dict[str, Any], info: DataInfo) -> None:

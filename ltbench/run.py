@@ -30,7 +30,14 @@ from ltbench.registry import DATASETS, METHODS
 from ltbench.resolve import Resolved, resolve
 from ltbench.train.context import Context
 from ltbench.train.progress import console
-from ltbench.train.runtime import configure_threads, resolve_device, resolve_precision, seed_everything
+from ltbench.train.runtime import (
+    compile_report,
+    configure_threads,
+    numerics,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from ltbench.train.trainer import Diverged, Trainer
 
 
@@ -93,8 +100,8 @@ def model_cost(model: torch.nn.Module, method: Method, image_shape: tuple[int, .
 
     was_training = model.training
     model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    try:  # eagerly (a compiled backbone would compile once more for this one-image shape)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter, torch._dynamo.config.patch(disable=True):
             method.predict(model, torch.zeros((1, *image_shape), device=device))
         flops = counter.get_total_flops()
     finally:
@@ -219,10 +226,12 @@ def _train_and_evaluate(
     model = method.build_model(backbone, data.num_classes, list(data.class_counts)).to(device)
     model = model.to(memory_format=torch.channels_last)
     if cfg.compile:
-        # In place (nn.Module.compile): state_dict keys, checkpoints and the method's attribute access are
-        # unchanged. 35-65 s per model on CPU and not faster than eager channels_last there (brief), so off by default.
-        backbone.compile()
-    ctx = Context(data, device, precision, channels_last=True)
+        # What runs: the model's own feature extractor (for RIDE the multi-expert trunk, not the plain ResNet it was
+        # built from), in place (nn.Module.compile), so state_dict keys, checkpoints and attribute access are
+        # unchanged; static shapes (training batches drop_last, see Context.compiled). 35-65 s per model on CPU
+        # and not faster than eager channels_last there, so off by default.
+        model.backbone.compile(dynamic=False)
+    ctx = Context(data, device, precision, channels_last=True, compiled=cfg.compile)
     recipe = getattr(backbone, "recipe", None)
     if recipe:
         ctx.record("backbone_recipe", recipe)
@@ -255,6 +264,8 @@ def _train_and_evaluate(
         "model": model_cost(model, method, tuple(data.test_x.shape[1:]), device),
         "timing": {"stages": stages, "peak_memory_mb": round(peak, 1)},
         "warnings": ctx.records.pop("warnings", []),
+        "numerics": numerics(),
+        **({"compile": compile_report()} if cfg.compile else {}),
         "extras": ctx.records,
     }
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltbench.data.transforms import KORNIA_SYNCS
 from ltbench.dpp import MODES, sample_per_class
 from ltbench.losses import BNSLoss
 from ltbench.method import HP, Method, Stage
@@ -73,6 +74,7 @@ class BNSIPDPP(Method):
 
     paper = "Lin & Yuan, Long-Tailed Recognition via Information-Preservable Two-Stage Learning, NeurIPS 2025"
     hparams = HPARAMS
+    step_syncs = dict(KORNIA_SYNCS)  # the SimCLR views of both stages
     presets = {
         # the released code's CIFAR recipe (§9.2): larger backbone and projector, 500/200 groups on CIFAR-10-LT
         "paper": {

@@ -12,17 +12,10 @@ from ltbench.train.trainer import load_checkpoint
 
 def _two_step_config(out, method: str, **kw) -> RunConfig:
     # synthetic_lt: ~200 images; batch 100 with 1 epoch per stage gives 2 steps per stage
-    cfg = RunConfig(
-        method=method,
-        dataset="synthetic_lt",
-        out=str(out),
-        epochs=1,
-        eval_every=0,
-        precision="fp32",
-        device="cpu",
-        **kw,
+    kw.setdefault("epochs", 1)
+    return RunConfig(
+        method=method, dataset="synthetic_lt", out=str(out), eval_every=0, precision="fp32", device="cpu", **kw
     )
-    return cfg
 
 
 def _fast_overrides(method: str) -> dict:

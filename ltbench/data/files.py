@@ -104,29 +104,88 @@ class FileImages:
 
     def decode_batch(self, positions: Sequence[int], seed: int | None) -> torch.Tensor:
         """uint8 (B, 3, size, size) for the given positions; ``seed`` None means evaluation crops."""
-        rng = random.Random(seed) if seed is not None else None
-        arrays = [decode(self.paths[self._index[p]], self.size, self.resize, rng) for p in positions]
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        return _decode_paths(self.paths, [int(self._index[p]) for p in positions], self.size, self.resize, seed)
 
     def batches(self, chunks: Sequence[torch.Tensor], seeds: Sequence[int] | None) -> Iterator[torch.Tensor]:
-        """Decoded batches for ``chunks`` of positions, in order, by ``workers`` DataLoader processes."""
-        from torch.utils.data import DataLoader
+        """Decoded batches for ``chunks`` of positions, in order, by ``workers`` DataLoader processes.
 
-        jobs = _Jobs(self, [c.cpu().tolist() for c in chunks], seeds)
-        loader = DataLoader(
-            jobs, batch_size=None, num_workers=self.workers, prefetch_factor=2 if self.workers else None
-        )
-        yield from loader
+        One DataLoader per image set and crop size lives for the whole run (persistent workers, pinned memory on
+        CUDA): workers are not respawned every epoch and every evaluation. Its sampler hands the workers job
+        descriptors (file indices, crop seed), so a new epoch only swaps the job list."""
+        jobs = [
+            (self._index[c.cpu().numpy()].tolist(), None if seeds is None else seeds[i]) for i, c in enumerate(chunks)
+        ]
+        pool = _pool(self)
+        if pool.busy:  # a second, nested pass (never in the trainer): a one-off loader
+            yield from _loader(self, _JobList(jobs), persistent=False)
+            return
+        pool.sampler.jobs, pool.busy = jobs, True
+        try:
+            yield from pool.loader
+        finally:
+            pool.busy = False
 
 
-class _Jobs(torch.utils.data.Dataset):
-    """Item i = the decoded batch of chunk i (a DataLoader with batch_size=None just runs these)."""
+def _decode_paths(paths: list[str], files: Sequence[int], size: int, resize: int, seed: int | None) -> torch.Tensor:
+    rng = random.Random(seed) if seed is not None else None
+    arrays = [decode(paths[f], size, resize, rng) for f in files]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
-    def __init__(self, images: FileImages, chunks: list[list[int]], seeds: Sequence[int] | None) -> None:
-        self.images, self.chunks, self.seeds = images, chunks, seeds
+
+class _Decoder(torch.utils.data.Dataset):
+    """Item = a job (file indices, crop seed) -> its decoded uint8 batch (the DataLoader runs these)."""
+
+    def __init__(self, paths: list[str], size: int, resize: int) -> None:
+        self.paths, self.size, self.resize = paths, size, resize
+
+    def __getitem__(self, job: tuple[list[int], int | None]) -> torch.Tensor:
+        return _decode_paths(self.paths, job[0], self.size, self.resize, job[1])
+
+
+class _JobList(torch.utils.data.Sampler):
+    """The current pass's jobs, iterated in the main process and sent to the workers."""
+
+    def __init__(self, jobs: list | None = None) -> None:
+        self.jobs = jobs or []
+
+    def __iter__(self):
+        return iter(list(self.jobs))
 
     def __len__(self) -> int:
-        return len(self.chunks)
+        return len(self.jobs)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images.decode_batch(self.chunks[i], None if self.seeds is None else self.seeds[i])
+
+@dataclass
+class _Pool:
+    loader: torch.utils.data.DataLoader
+    sampler: _JobList
+    busy: bool = False
+
+
+_POOLS: dict[tuple[int, int, int, int], _Pool] = {}
+MAX_POOLS = 4  # train and eval crops of a run, plus slack; older pools (an in-process sweep's runs) are closed
+
+
+def _loader(images: FileImages, sampler: _JobList, persistent: bool) -> torch.utils.data.DataLoader:
+    from torch.utils.data import DataLoader
+
+    workers = images.workers
+    return DataLoader(
+        _Decoder(images.paths, images.size, images.resize),
+        batch_size=None,
+        sampler=sampler,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        persistent_workers=persistent and workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _pool(images: FileImages) -> _Pool:
+    key = (id(images.paths), images.size, images.resize, images.workers)
+    if key not in _POOLS:
+        while len(_POOLS) >= MAX_POOLS:  # dropping the loader shuts its persistent workers down
+            del _POOLS[next(iter(_POOLS))]
+        sampler = _JobList()
+        _POOLS[key] = _Pool(_loader(images, sampler, persistent=True), sampler)
+    return _POOLS[key]

@@ -102,14 +102,19 @@ class DeviceBatches:
 
 
 def eval_batches(
-    data: LTData, images: torch.Tensor, batch_size: int, channels_last: bool = False, device=None
+    data: LTData, images: torch.Tensor, batch_size: int, channels_last: bool = False, device=None, pad: bool = False
 ) -> Iterator[torch.Tensor]:
-    """Un-augmented, normalised batches in dataset order (evaluation and feature extraction)."""
+    """Un-augmented, normalised batches in dataset order (evaluation and feature extraction).
+
+    ``pad``: the last batch is filled up to ``batch_size`` with copies of its first image, so a compiled model
+    sees one shape; the caller drops outputs beyond ``len(images)`` (they all come at the end)."""
     if isinstance(images, FileImages):  # centre crops decoded by workers, then moved to the device
         chunks = [torch.arange(s, min(s + batch_size, len(images))) for s in range(0, len(images), batch_size)]
         raws = (raw.to(device or "cpu") for raw in images.batches(chunks, None))
     else:
         raws = (images[start : start + batch_size] for start in range(0, len(images), batch_size))
     for raw in raws:
+        if pad and len(raw) < batch_size:
+            raw = torch.cat([raw, raw[:1].expand(batch_size - len(raw), *raw.shape[1:])])
         x = normalise(raw, data)
         yield x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -23,6 +23,13 @@ from ltbench.errors import ConfigError
 
 Transform = Callable[[torch.Tensor, LTData, torch.Generator | None], torch.Tensor]
 
+# kornia's random modules check and read their sampled parameters on the host (``.tolist()``, ``if mask.any()``):
+# about 6 reads and 12 truth tests per 2-view batch, each a host sync on a GPU (found by ltbench.bench.syncs).
+# Methods whose stages use these pipelines declare it in ``step_syncs``.
+KORNIA_SYNCS = {
+    "_kornia": "kornia's augmentation modules read their random parameters on the host (~18 per 2-view batch)"
+}
+
 
 @cache
 def _stats(device: torch.device, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,7 +43,8 @@ class LWSHead(nn.Module):
         self.linear = linear
         for p in self.linear.parameters():
             p.requires_grad_(False)
-        self.scales = nn.Parameter(torch.ones(linear.out_features))
+        # on the trained layer's device: the head is swapped in mid-run, on whatever device the model is
+        self.scales = nn.Parameter(torch.ones(linear.out_features, device=linear.weight.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x) * self.scales

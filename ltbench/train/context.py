@@ -18,9 +18,16 @@ from ltbench.data.loader import eval_batches
 
 class Context:
     def __init__(
-        self, data: LTData, device: torch.device, precision: str, channels_last: bool, eval_batch_size: int = 512
+        self,
+        data: LTData,
+        device: torch.device,
+        precision: str,
+        channels_last: bool,
+        eval_batch_size: int = 512,
+        compiled: bool = False,
     ) -> None:
         self.data = data
+        self.compiled = compiled  # --compile: training batches keep one shape (the last partial batch is dropped)
         self.device = device
         self.precision = precision
         self.channels_last = channels_last
@@ -70,12 +77,19 @@ class Context:
         model.eval()
         outs = []
         try:
-            for x in eval_batches(self.data, images, self.eval_batch_size, self.channels_last, self.device):
+            for x in self.eval_batches(images):
                 with self.autocast():
                     outs.append(fn(model, x).float())
         finally:
             model.train(was_training)
-        return torch.cat(outs) if outs else torch.empty(0, device=self.device)
+        return torch.cat(outs)[: len(images)] if outs else torch.empty(0, device=self.device)
+
+    def eval_batches(self, images: torch.Tensor):
+        """Un-augmented batches of ``images`` on the device; padded to one shape when the model is compiled
+        (outputs past ``len(images)`` are padding)."""
+        return eval_batches(
+            self.data, images.to(self.device), self.eval_batch_size, self.channels_last, self.device, self.compiled
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"subset": None if self.subset is None else self.subset.cpu(), "records": self.records}

@@ -66,6 +66,9 @@ def configure_threads(threads: int | None) -> int:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed every RNG and set the algorithm choice *both ways*: a --deterministic run must not leave deterministic
+    algorithms on (or cudnn autotuning off) for later runs of an in-process sweep. On CUDA, cudnn.benchmark picks
+    the fastest convolution algorithms unless determinism is asked for."""
     import random
 
     import numpy as np
@@ -73,7 +76,34 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic and torch.cuda.is_available()
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def numerics() -> dict:
+    """What decides the arithmetic of a run beyond its precision: on CUDA an "fp32" run uses TF32 tensor cores
+    for convolutions (and matmuls when allowed) by default, so these are recorded with every result."""
+    return {
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def compile_report() -> dict:
+    """torch.compile's own counters after a --compile run: graphs compiled (recompiles show as more graphs than
+    compiled frames) and graph breaks, so a silent fallback to eager is visible in the record."""
+    from torch._dynamo.utils import counters
+
+    stats = counters.get("stats", {})
+    return {
+        "frames_compiled": int(stats.get("unique_graphs", 0)),
+        "calls_captured": int(stats.get("calls_captured", 0)),
+        "graph_breaks": int(sum(counters.get("graph_break", {}).values())),
+        "recompiles": int(sum(counters.get("recompiles", {}).values())),
+    }

@@ -303,7 +303,7 @@ class Trainer:
         transform = get_transform(stage.transform)
         batches = DeviceBatches(
             ctx.data, ctx.train_x, ctx.train_y, order, stage.batch_size, transform, ctx.generator, stage.views,
-            stage.drop_last, ctx.channels_last, seed_for(self.seed, idx, epoch, 2),
+            stage.drop_last or ctx.compiled, ctx.channels_last, seed_for(self.seed, idx, epoch, 2),
         )  # fmt: skip
         self._train_mode(stage)
         sums = {k: v.to(ctx.device) for k, v in mid["sums"].items()} if mid else {}

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ltbench.data.transforms import KORNIA_SYNCS
 from ltbench.losses import LDAMLoss, class_balanced_weights
 from ltbench.losses.contrastive import kcl_masks, kcl_queue_masks
 from ltbench.method import HP, Method, Stage
@@ -86,6 +87,7 @@ class ContrastiveTwoStage(Method):
 
     hparams = {**STAGE1_HP, **STAGE2_HP}
     presets = {"imagenet_lt": IMAGENET_PRESET}
+    step_syncs = dict(KORNIA_SYNCS)  # the supcon views
 
     def __init__(self, hp, info) -> None:
         super().__init__(hp, info)
@@ -174,7 +176,9 @@ class ContrastiveTwoStage(Method):
         return q, y, contrast, pos, den
 
     def on_stage_start(self, stage, model, ctx) -> None:
-        """Pre-fill an empty queue with keys of random un-augmented training images (official KCL, §6)."""
+        """Stage 2's LDAM buffers go to the device once; pre-fill an empty queue with keys of random un-augmented
+        training images (official KCL, §6)."""
+        self.ldam.to(ctx.device)
         queue = getattr(model, "queue", None)
         if stage.name != "contrastive" or queue is None or queue.filled > 0:
             return  # a resumed queue is restored from the checkpoint

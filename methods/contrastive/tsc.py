@@ -24,6 +24,9 @@ TSC_HP = {
     "lam": HP(0.2, "TSC paper: λ = 0.2, robust on 0.1–0.5 (§7)", range=("uniform", 0.05, 1.0)),
     # CIFAR warm-up length unstated; ImageNet-LT: 200 KCL + 200 TSC epochs, i.e. half (§7, §12 item 3)
     "kcl_epochs": HP(500, "PROPOSAL §7: plain KCL for the first 500 of 1000 epochs", epoch=True),
+    # Each assignment solves a C x C problem on the host (scipy), a device -> host copy that stalls a GPU step;
+    # 1 = every iteration as the paper; N > 1 reuses the last assignment for N - 1 steps (centroids still move)
+    "assign_every": HP(1, "TSC paper: Hungarian assignment every iteration (§7); N > 1 saves host syncs"),
     "centroid_momentum": HP(0.9, "TSC paper/code: EMA class centroids, momentum 0.9 (§7)"),
     "target_steps": HP(10000, "TSC code target_generation.py: 10,000 Adam steps when C > d + 1 (§7)"),
 }
@@ -102,7 +105,8 @@ def update_centroids(centroids: Tensor, z: Tensor, labels: Tensor, momentum: flo
     A zero (never seen) centroid becomes the batch mean itself after the first update.
     """
     sums = torch.zeros_like(centroids).index_add_(0, labels, z.detach().float())
-    present = torch.bincount(labels, minlength=centroids.shape[0]) > 0
+    # presence by scatter, not bincount (whose output size depends on the data: a host sync on a GPU)
+    present = torch.zeros(centroids.shape[0], dtype=torch.bool, device=labels.device).index_fill_(0, labels, True)
     moved = F.normalize(momentum * centroids + (1 - momentum) * F.normalize(sums, dim=1), dim=1)
     return torch.where(present[:, None], moved, centroids)
 
@@ -115,12 +119,17 @@ class TSC(ContrastiveTwoStage):
 
     paper = "Li et al., Targeted Supervised Contrastive Learning for Long-Tailed Recognition, CVPR 2022"
     hparams = {**ContrastiveTwoStage.hparams, **KCL_HP, **TSC_HP, **QUEUE_HP}
+    step_syncs = {
+        **ContrastiveTwoStage.step_syncs,
+        "hungarian_assignment": "the C x C assignment is solved on the host every `assign_every` steps",
+    }
 
     def __init__(self, hp, info) -> None:
         super().__init__(hp, info)
         self.targets: Tensor | None = None
         self.centroids: Tensor | None = None
         self.assignment: Tensor | None = None
+        self.steps = 0  # target-phase steps done (assign_every)
 
     def on_stage_start(self, stage, model, ctx) -> None:
         super().on_stage_start(stage, model, ctx)
@@ -137,14 +146,21 @@ class TSC(ContrastiveTwoStage):
         self.centroids = update_centroids(self.centroids, anchors, labels, self.hp["centroid_momentum"])
         if epoch < self.hp["kcl_epochs"]:  # warm-up: plain KCL, centroids already tracked
             return {"loss": contrastive_loss(anchors, contrast, pos, den, tau)}
-        self.assignment = hungarian_assignment(self.centroids, self.targets)
+        self.steps += 1
+        if self.assignment is None or (self.steps - 1) % self.hp["assign_every"] == 0:
+            self.assignment = hungarian_assignment(self.centroids, self.targets)
         index = self.assignment[labels]
         loss = targeted_contrastive_loss(anchors, contrast, pos, den, self.targets, index, tau, self.hp["lam"])
         return {"loss": loss}
 
     def state_dict(self) -> dict:
-        return {"targets": self.targets, "centroids": self.centroids, "assignment": self.assignment}
+        return {
+            "targets": self.targets,
+            "centroids": self.centroids,
+            "assignment": self.assignment,
+            "steps": self.steps,
+        }
 
     def load_state_dict(self, state) -> None:
         self.targets, self.centroids = state.get("targets"), state.get("centroids")
-        self.assignment = state.get("assignment")
+        self.assignment, self.steps = state.get("assignment"), int(state.get("steps", 0))

@@ -128,6 +128,7 @@ class RIDE(Method):
         )
 
     def on_stage_start(self, stage, model, ctx) -> None:
+        self.ldam.to(ctx.device)  # margins (and DRW weights) live on the device, never copied per step
         if self.hp["teacher"] and self.teacher is None:
             from ltbench.restore import load_finished
 

@@ -58,6 +58,11 @@ class RIDEEA(RIDE):
         )
         return [*super().stages(), router]
 
+    def on_stage_start(self, stage, model, ctx) -> None:
+        super().on_stage_start(stage, model, ctx)
+        # a device tensor made once (BCE wants a tensor), not a host-to-device copy per step
+        self.pos_weight = torch.tensor(self.hp["router_pos_weight"], device=ctx.device)
+
     def adapt_model(self, model, stage) -> None:
         if stage.name == "router" and getattr(model, "router", None) is None:
             dim, top_k = model.backbone.feature_dim, self.hp["router_top_k"]
@@ -71,8 +76,7 @@ class RIDEEA(RIDE):
             out = model.forward_experts(batch["x"])
         pred = model.router(out.logits, out.features)
         target = router_targets(out.logits, batch["y"])
-        pos_weight = pred.new_tensor(self.hp["router_pos_weight"])
-        loss = F.binary_cross_entropy_with_logits(pred, target, pos_weight=pos_weight)
+        loss = F.binary_cross_entropy_with_logits(pred, target, pos_weight=self.pos_weight)
         return {"loss": loss, "asked_more": (pred > 0).float().mean().detach(), "should_ask": target.mean()}
 
     def _routing(self, model, x):

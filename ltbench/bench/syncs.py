@@ -1,0 +1,100 @@
+"""Host synchronisations inside a training step, found without a GPU.
+
+On a GPU every device -> host transfer inside the step stalls the pipeline: ``.item()``, ``.tolist()``,
+``.cpu()``/``.numpy()``, ``bool(t)``/``float(t)``/``int(t)``, and the ops whose output size depends on the data
+(``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``, ``bincount``); ``torch.tensor(host data)``
+inside the step is a blocking host -> device copy. :class:`SyncAudit` counts each of them, by kind and by the
+innermost ltbench source line that caused it, while active. CPU runs execute the same Python and the same
+aten ops as CUDA runs, so what it finds on the CPU is what the GPU would sync on. The trainer's own periodic
+loss check (every 20 steps) is outside ``training_step`` and is not counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import traceback
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+_ROOTS = tuple(
+    os.path.dirname(os.path.abspath(p)) + os.sep
+    for p in (__import__("ltbench").__file__, __import__("ltbench.methods", fromlist=["x"]).__file__)
+)
+_BASE = os.path.dirname(_ROOTS[0].rstrip(os.sep))  # sites are shown relative to the folder holding ltbench/
+HOST_READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__"}
+HOST_COPIES = {"tensor", "as_tensor", "new_tensor"}  # torch.tensor(list): a host -> device copy
+DATA_SIZED = {"nonzero", "masked_select", "unique", "_unique2", "unique_consecutive", "bincount", "_local_scalar_dense"}
+
+
+def _site() -> str:
+    """The innermost frame of ltbench / its methods (not this module) on the stack: ``file:line (function)``."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        path = os.path.abspath(frame.filename)
+        if path.startswith(_ROOTS) and not path.endswith(os.path.join("bench", "syncs.py")):
+            return f"{os.path.relpath(path, _BASE)}:{frame.lineno} ({frame.name})"
+    return "?"
+
+
+class _Functions(TorchFunctionMode):
+    def __init__(self, audit: SyncAudit) -> None:
+        super().__init__()
+        self.audit = audit
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in HOST_READS or (name in HOST_COPIES and not _from_tensor(args)):
+            self.audit.hit(name)
+        elif name == "to" and _to_host(args, kwargs or {}):
+            self.audit.hit("to(cpu)")
+        return func(*args, **(kwargs or {}))
+
+
+class _Ops(TorchDispatchMode):
+    def __init__(self, audit: SyncAudit) -> None:
+        super().__init__()
+        self.audit = audit
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in DATA_SIZED and name != "_local_scalar_dense":
+            self.audit.hit(name)
+        elif name == "index" and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] or ()):
+            self.audit.hit("boolean-mask indexing")
+        return func(*args, **(kwargs or {}))
+
+
+def _from_tensor(args) -> bool:
+    return bool(args) and isinstance(args[0], torch.Tensor)
+
+
+def _to_host(args, kwargs) -> bool:
+    target = kwargs.get("device", args[1] if len(args) > 1 else None)
+    return (
+        isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu" and args[0].device.type != "cpu"
+    )
+
+
+class SyncAudit:
+    """``with SyncAudit() as audit: ...`` counts host syncs by ``(kind, site)`` in ``audit.counts``; ``active``
+    can be switched off and on (e.g. only inside ``training_step``)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter = collections.Counter()
+        self.active = True
+        self._modes = (_Functions(self), _Ops(self))
+
+    def hit(self, kind: str) -> None:
+        if self.active:
+            self.counts[(kind, _site())] += 1
+
+    def __enter__(self) -> SyncAudit:
+        for mode in self._modes:
+            mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for mode in reversed(self._modes):
+            mode.__exit__(*exc)

@@ -1,0 +1,183 @@
+"""Guards for the GPU path that run without a GPU (issue "The GPU path"):
+
+* host synchronisations in the step loop (batch production + ``training_step``) are found on the CPU by
+  :class:`ltbench.bench.syncs.SyncAudit`; every method must have none beyond its declared ``step_syncs``;
+* device placement: every structural change a stage makes (a fresh head, LWS scales, RIDE-EA's router) and
+  every loss buffer must land on the model's device. A second device is simulated with ``meta``;
+* a checkpoint written on a GPU (tensors tagged ``cuda:0``) resumes exactly on the CPU: checkpoints load to
+  the CPU and ``load_state_dict`` places tensors (RNG states must be CPU byte tensors).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+import ltbench.data.loader as loader
+from ltbench.bench.syncs import SyncAudit
+from ltbench.method import DataInfo
+from ltbench.models.backbones import build_backbone
+from ltbench.registry import METHODS
+from ltbench.resolve import resolve
+from ltbench.run import execute
+from tests.conftest import tiny_config
+from tests.test_methods import _fast_overrides, _two_step_config
+
+
+def _audited_run(method: str, tmp_path, hparams: dict) -> SyncAudit:
+    """Two epochs per stage; the audit watches the batch pipeline and ``training_step`` from each stage's second
+    epoch on, so one-time set-up (a constant copied to the device once, a fresh head) does not count: only what
+    repeats every step does."""
+    import ltbench.train.trainer as trainer_mod
+
+    cls = METHODS.get(method)
+    audit, watch = SyncAudit(), {"epoch": 0}
+    audit.active = False
+    step, iterate, run_epoch = cls.training_step, loader.DeviceBatches.iterate, trainer_mod.Trainer._run_epoch
+
+    def audited(fn, *a, **k):
+        audit.active = watch["epoch"] >= 1
+        try:
+            return fn(*a, **k)
+        finally:
+            audit.active = False
+
+    def audited_iterate(self, start=0):  # the batch pipeline: gather, augmentation, normalisation
+        it = iterate(self, start)
+        while True:
+            try:
+                batch = audited(next, it)
+            except StopIteration:
+                return
+            yield batch
+
+    def tracked_epoch(self, idx, stage, epoch, state):
+        watch["epoch"] = epoch
+        return run_epoch(self, idx, stage, epoch, state)
+
+    cls.training_step = lambda self, *a, **k: audited(step, self, *a, **k)
+    loader.DeviceBatches.iterate, trainer_mod.Trainer._run_epoch = audited_iterate, tracked_epoch
+    try:
+        with audit:
+            execute(_two_step_config(tmp_path, method, epochs=2, hparams=hparams), progress=False)
+    finally:
+        cls.training_step, loader.DeviceBatches.iterate, trainer_mod.Trainer._run_epoch = step, iterate, run_epoch
+    return audit
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_the_step_loop_has_no_host_sync(method, tmp_path):
+    hp = {k: 2 if k.endswith("epochs") else v for k, v in _fast_overrides(method).items()}
+    if method == "tsc":
+        hp["kcl_epochs"] = 0  # reach the target phase (Hungarian assignment) in the one short epoch
+    audit = _audited_run(method, tmp_path, hp)
+    allowed = METHODS.get(method).step_syncs
+    unexpected = {k: n for k, n in audit.counts.items() if re.sub(r".*\((\w+)\)$", r"\1", k[1]) not in allowed}
+    assert not unexpected, f"host syncs in {method}'s step loop (kind, site): {unexpected}"
+    if allowed:
+        assert audit.counts, f"{method} declares step_syncs that never happen: {allowed}"
+
+
+def test_the_audit_sees_every_kind_of_sync():
+    """The detector itself: each way to force a host sync is counted (so a clean result above means something)."""
+    t = torch.ones(3)
+    with SyncAudit() as audit:
+        bool(t.sum())
+        float(t.sum())
+        t.tolist()
+        t[t > 0]
+        torch.tensor([1.0])
+        torch.nonzero(t)
+        torch.bincount(t.long())
+        t.numpy()
+    kinds = {k for k, _ in audit.counts}
+    assert kinds >= {"__bool__", "__float__", "tolist", "boolean-mask indexing", "tensor", "nonzero", "bincount"}
+    assert "numpy" in kinds
+
+
+def _info(counts) -> DataInfo:
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    return DataInfo(
+        num_classes=len(counts), class_counts=counts, image_size=16, dataset="synthetic_lt", train_labels=labels
+    )
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_stage_keeps_the_model_on_its_device(method):
+    """Build on the CPU, move to a second device ("meta"), let every stage make its structural changes: every
+    parameter and buffer must follow the model (LWS's scales were created on the CPU, a crash on CUDA)."""
+    from ltbench.config import RunConfig
+
+    cls = METHODS.get(method)
+    resolved = resolve(RunConfig(method=method, dataset="synthetic_lt"), cls)
+    counts = [40, 20, 10, 5]
+    m = cls(dict(resolved.hp), _info(counts))
+    model = m.build_model(build_backbone(resolved.backbone, 16), len(counts), counts).to("meta")
+    for stage in m.stages():
+        m.adapt_model(model, stage)
+        stray = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type != "meta"]
+        assert not stray, f"{method} stage {stage.name!r} left {stray} off the model's device"
+
+
+class _MetaCtx:
+    """What ``on_stage_start`` of the loss-only methods reads: the device."""
+
+    device = torch.device("meta")
+
+    def record(self, *a, **k):
+        pass
+
+    def log(self, **k):
+        pass
+
+
+@pytest.mark.parametrize("method", [n for n in METHODS.names() if hasattr(METHODS.get(n), "make_criterion")])
+def test_loss_buffers_move_to_the_device_when_the_stage_starts(method):
+    """Per-class weights, margins and log-priors are buffers moved once (not copied to the device every step)."""
+    from ltbench.config import RunConfig
+
+    cls = METHODS.get(method)
+    m = cls(dict(resolve(RunConfig(method=method, dataset="synthetic_lt"), cls).hp), _info([40, 20, 10, 5]))
+    stage = m.stages()[0]
+    m.on_stage_start(stage, None, _MetaCtx())
+    m.on_epoch_start(stage, 10**6, None, _MetaCtx())  # past any DRW switch
+    assert all(b.device.type == "meta" for b in m.criterion.buffers()), method
+
+
+def test_a_checkpoint_written_on_a_gpu_resumes_exactly_on_the_cpu(out_dir, tmp_path, monkeypatch):
+    """Every tensor of a mid-epoch checkpoint tagged cuda:0 (as a GPU run writes it): resume maps it to the CPU;
+    with the old ``map_location=ctx.device`` and RNG states moved to the device, ``set_state`` failed."""
+    import ltbench.train.trainer as trainer_mod
+
+    full = execute(tiny_config(out_dir, epochs=3, hparams={"batch_size": 16}), progress=False)
+    cfg = tiny_config(tmp_path / "gpu", epochs=3, hparams={"batch_size": 16})
+
+    class Late:  # the stop flag rises a few steps into the second epoch (13 steps per epoch): mid-epoch
+        def __init__(self):
+            self.n, self.signum = 0, 0
+
+        def __bool__(self):
+            self.n += 1
+            self.signum = 15 if self.n > 16 else 0
+            return bool(self.signum)
+
+    import contextlib
+
+    monkeypatch.setattr(trainer_mod, "graceful_stop", contextlib.contextmanager(lambda: (yield Late())))
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, progress=False)
+    monkeypatch.undo()
+    path = cfg.run_dir / "ckpt.pt"
+    blob = torch.load(path, weights_only=True)
+    assert blob["state"]["step"] > 0 and blob["mid_epoch"]["generator"].dtype == torch.uint8
+    real_tag = torch.serialization.location_tag
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    torch.save(blob, path)
+    monkeypatch.setattr(torch.serialization, "location_tag", real_tag)
+    with pytest.raises(RuntimeError, match="CUDA"):  # the file really says cuda:0
+        torch.load(path, weights_only=True)
+    resumed = execute(cfg, progress=False)
+    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(full["metrics"], sort_keys=True)
