@@ -27,14 +27,14 @@ from tests.conftest import tiny_config
 from tests.test_methods import _fast_overrides, _two_step_config
 
 
-def _audited_run(method: str, tmp_path, hparams: dict) -> SyncAudit:
+def _audited_run(method: str, tmp_path, hparams: dict, **run) -> SyncAudit:
     """Two epochs per stage; the audit watches the batch pipeline and ``training_step`` from each stage's second
     epoch on, so one-time set-up (a constant copied to the device once, a fresh head) does not count: only what
     repeats every step does."""
     import ltbench.train.trainer as trainer_mod
 
     cls = METHODS.get(method)
-    audit, watch = SyncAudit(), {"epoch": 0}
+    audit, watch = SyncAudit(cuda=run.get("device") == "cuda"), {"epoch": 0}
     audit.active = False
     step, iterate, run_epoch = cls.training_step, loader.DeviceBatches.iterate, trainer_mod.Trainer._run_epoch
 
@@ -62,23 +62,30 @@ def _audited_run(method: str, tmp_path, hparams: dict) -> SyncAudit:
     loader.DeviceBatches.iterate, trainer_mod.Trainer._run_epoch = audited_iterate, tracked_epoch
     try:
         with audit:
-            execute(_two_step_config(tmp_path, method, epochs=2, hparams=hparams), progress=False)
+            execute(_two_step_config(tmp_path, method, epochs=2, hparams=hparams, **run), progress=False)
     finally:
         cls.training_step, loader.DeviceBatches.iterate, trainer_mod.Trainer._run_epoch = step, iterate, run_epoch
     return audit
 
 
-@pytest.mark.parametrize("method", METHODS.names())
-def test_the_step_loop_has_no_host_sync(method, tmp_path):
+def audit_method(method: str, tmp_path, **run) -> SyncAudit:
+    """Run ``method`` for two short epochs per stage under the audit (``run``: RunConfig fields, e.g. cuda) and
+    fail on any host sync outside the method's declared ``step_syncs``."""
     hp = {k: 2 if k.endswith("epochs") else v for k, v in _fast_overrides(method).items()}
     if method == "tsc":
         hp["kcl_epochs"] = 0  # reach the target phase (Hungarian assignment) in the one short epoch
-    audit = _audited_run(method, tmp_path, hp)
+    audit = _audited_run(method, tmp_path, hp, **run)
     allowed = METHODS.get(method).step_syncs
     unexpected = {k: n for k, n in audit.counts.items() if re.sub(r".*\((\w+)\)$", r"\1", k[1]) not in allowed}
     assert not unexpected, f"host syncs in {method}'s step loop (kind, site): {unexpected}"
     if allowed:
         assert audit.counts, f"{method} declares step_syncs that never happen: {allowed}"
+    return audit
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_the_step_loop_has_no_host_sync(method, tmp_path):
+    audit_method(method, tmp_path)
 
 
 def test_the_audit_sees_every_kind_of_sync():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import os
 import traceback
+import warnings
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -79,18 +80,42 @@ def _to_host(args, kwargs) -> bool:
 
 class SyncAudit:
     """``with SyncAudit() as audit: ...`` counts host syncs by ``(kind, site)`` in ``audit.counts``; ``active``
-    can be switched off and on (e.g. only inside ``training_step``)."""
+    can be switched off and on (e.g. only inside ``training_step``). ``cuda=True`` also turns on CUDA's own
+    sync detector (``torch.cuda.set_sync_debug_mode``) while active: on a GPU every real synchronisation is then
+    counted as kind ``cuda``, whatever Python line caused it."""
 
-    def __init__(self) -> None:
+    def __init__(self, cuda: bool = False) -> None:
         self.counts: collections.Counter = collections.Counter()
-        self.active = True
+        self.cuda = cuda
+        self._active = True
         self._modes = (_Functions(self), _Ops(self))
+        self._warnings = None
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self._active = value
+        if self.cuda:
+            torch.cuda.set_sync_debug_mode("warn" if value else "default")
 
     def hit(self, kind: str) -> None:
-        if self.active:
+        if self._active:
             self.counts[(kind, _site())] += 1
 
+    def _show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if "synchroniz" in str(message):
+            self.hit("cuda")
+
     def __enter__(self) -> SyncAudit:
+        if self.cuda:
+            self._warnings = warnings.catch_warnings()
+            self._warnings.__enter__()
+            warnings.simplefilter("always")
+            warnings.showwarning = self._show
+            self.active = self._active
         for mode in self._modes:
             mode.__enter__()
         return self
@@ -98,3 +123,6 @@ class SyncAudit:
     def __exit__(self, *exc) -> None:
         for mode in reversed(self._modes):
             mode.__exit__(*exc)
+        if self.cuda:
+            torch.cuda.set_sync_debug_mode("default")
+            self._warnings.__exit__(*exc)

@@ -61,12 +61,15 @@ def bench_train(args: argparse.Namespace) -> list[list]:
     ]
     for prec in precisions:
         rows += _model_rows(args, data, device, prec, batch, images, sync)
+        if getattr(args, "compile", False):
+            rows += _model_rows(args, data, device, prec, batch, images, sync, compiled=True)
     print(f"device {device.type}, {threads} threads, batch {bs}, dataset {data.name} ({data.image_size}px)")
     return rows
 
 
-def _model_rows(args, data, device, prec: str, batch, images, sync) -> list[list]:
-    """Train-step and evaluation images/s of a fresh model at one precision (channels_last, SGD)."""
+def _model_rows(args, data, device, prec: str, batch, images, sync, compiled: bool = False) -> list[list]:
+    """Train-step and evaluation images/s of a fresh model at one precision (channels_last, SGD); ``compiled``:
+    the backbone under torch.compile as ``--compile`` runs it (the compilation happens in the warm-up)."""
     import torch
     import torch.nn.functional as F
 
@@ -77,6 +80,8 @@ def _model_rows(args, data, device, prec: str, batch, images, sync) -> list[list
     torch.manual_seed(0)
     model = linear_classifier(build_backbone(args.backbone, data.image_size), data.num_classes).to(device)
     model = model.to(memory_format=torch.channels_last)
+    if compiled:
+        model.backbone.compile(dynamic=False)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=prec == "bf16")
 
@@ -92,7 +97,8 @@ def _model_rows(args, data, device, prec: str, batch, images, sync) -> list[list
         with torch.no_grad(), torch.autocast(**amp):
             model(normalise(images[:512], data).contiguous(memory_format=torch.channels_last))
 
-    rows = [[f"train step ({args.backbone})", prec, args.batch_size * args.steps / _timed(step, args.steps, sync)]]
+    tag = f"{prec}+compile" if compiled else prec
+    rows = [[f"train step ({args.backbone})", tag, args.batch_size * args.steps / _timed(step, args.steps, sync)]]
     model.eval()
-    rows.append([f"evaluation ({args.backbone})", prec, 512 * args.steps / _timed(evaluate, args.steps, sync)])
+    rows.append([f"evaluation ({args.backbone})", tag, 512 * args.steps / _timed(evaluate, args.steps, sync)])
     return rows

@@ -20,6 +20,7 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--precision", default="auto", help="auto | bf16 | fp32 | both")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int)
+    t.add_argument("--compile", action="store_true", help="also time the step with torch.compile (for GPUs)")
     d = sub.add_parser("dpp", help="k-DPP sampler timings: exact (structured) vs eig vs dppy")
     d.add_argument("--sizes", default="1000,5000,20000,100000")
     d.add_argument("--repeats", type=int, default=3)
