@@ -101,7 +101,7 @@ def _suggested(dataset_presets: tuple[str, ...], method_cls: type, cfg: RunConfi
 def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] = ()) -> Resolved:
     """Defaults -> method presets -> ``--set`` overrides; then ``quick``/``--epochs`` scaling."""
     specs: dict[str, HP] = method_cls.hparams
-    hp = {k: v.default for k, v in specs.items()}
+    hp = {k: per_dataset(v.default, cfg.dataset) for k, v in specs.items()}  # defaults may differ by dataset
     presets = cfg.preset or _suggested(dataset_presets, method_cls, cfg)
     backbone, shots = None, None
     for name in presets:

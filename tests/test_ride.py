@@ -11,10 +11,12 @@ import torch.nn.functional as F
 from ltbench.config import RunConfig
 from ltbench.errors import ConfigError
 from ltbench.losses import LDAMLoss, class_balanced_weights
+from ltbench.method import DataInfo
 from ltbench.methods.ride.experts import ExpertBackbone, multi_expert_model
 from ltbench.methods.ride.ride import class_temperature, ride_loss
 from ltbench.models.cifar_resnet import resnet18_cifar_backbone, resnet32_backbone
 from ltbench.records import log_entries
+from ltbench.registry import METHODS
 from ltbench.run import execute
 
 COUNTS = [50, 20, 8, 3]
@@ -142,3 +144,37 @@ def test_ride_runs_end_to_end_on_synthetic_data(tmp_path):
     assert all(torch.isfinite(torch.tensor([e["loss"], e["ldam"], e["kl"]])).all() for e in log)
     # --epochs 1 scales reweight_epoch 160/200 to 1: DRW and temperature never switch on in epoch 0
     assert rec["resolved"]["hp"]["reweight_epoch"] == 1 and log[0]["drw"] == 0.0
+
+
+@pytest.mark.parametrize(("dataset", "expected"), [("cifar100_lt", -0.45), ("cifar10_lt", -0.2), ("digits_lt", -0.2)])
+def test_lambda_div_follows_the_official_config_of_each_dataset(dataset, expected):
+    """configs/config_imbalance_cifar100_ride.json: -0.45 since 2021-01-03; no CIFAR-10 config (loss default)."""
+    from ltbench.resolve import resolve
+
+    assert resolve(RunConfig(method="ride", dataset=dataset), METHODS.get("ride")).hp["lambda_div"] == expected
+    over = resolve(RunConfig(method="ride", dataset=dataset, hparams={"lambda_div": "-0.3"}), METHODS.get("ride"))
+    assert over.hp["lambda_div"] == -0.3
+
+
+def _info() -> DataInfo:
+    return DataInfo(num_classes=len(COUNTS), class_counts=list(COUNTS), image_size=32, dataset="cifar10_lt")
+
+
+def test_distillation_warms_up_for_20_epochs():
+    from ltbench.resolve import resolve
+
+    cls = METHODS.get("ride")
+    for teacher, warm in (("", 5), ("/some/run", 20)):
+        hp = resolve(RunConfig(method="ride", dataset="cifar10_lt", hparams={"teacher": teacher}), cls).hp
+        assert cls(hp, _info()).stages()[0].warmup_epochs == warm
+
+
+def test_rotation_is_nearest_neighbour_like_torchvision():
+    """RIDE's RandomRotation(15) (torchvision: nearest, fill 0): every output pixel is an input value or 0."""
+    from ltbench.data.transforms import _rotation
+
+    torch.manual_seed(0)
+    x = torch.randint(1, 255, (4, 3, 32, 32)).float()
+    out = _rotation()(x)
+    values = set(x.unique().tolist()) | {0.0}
+    assert set(out.unique().tolist()) <= values and not torch.equal(out, x)

@@ -148,7 +148,8 @@ def simclr_bns2(x: torch.Tensor, data: LTData, gen: torch.Generator | None) -> t
 def _rotation() -> nn.Module:
     import kornia.augmentation as K
 
-    return K.RandomRotation(15.0, p=1.0)
+    # torchvision RandomRotation(15) as RIDE's CIFAR loaders use it: nearest-neighbour, corners filled with 0
+    return K.RandomRotation(15.0, resample="nearest", p=1.0)
 
 
 def ride(x: torch.Tensor, data: LTData, gen: torch.Generator | None) -> torch.Tensor:

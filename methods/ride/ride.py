@@ -27,11 +27,12 @@ RIDE_HP = {
     "weight_decay": HP(5e-4, "RIDE CIFAR config: wd 5e-4 (METHODS.md §5)", range=("log", 5e-5, 1e-3)),
     "num_experts": HP(3, "RIDE CIFAR config: 3 experts (§5)", range=("choice", (2, 3, 4, 6))),
     "lambda_div": HP(
-        -0.2,
-        "RIDELoss additional_diversity_factor default -0.2, also in the stored CIFAR-100 config (commit 18bd3ef); "
-        "METHODS.md §5 gives -0.45 for CIFAR-100: preset 'paper'",
+        {"cifar100_lt": -0.45, "*": -0.2},
+        "RIDE configs/config_imbalance_cifar100_ride.json: additional_diversity_factor -0.45 since commit 18fee39 "
+        "(2021-01-03; -0.2 at 18bd3ef, +0.2 at release); no CIFAR-10 config: RIDELoss default -0.2",
         range=("uniform", -1.0, 0.0),
         help="weight of KL(ensemble ‖ expert); negative = maximise disagreement",
+        type=float,
     ),
     "alpha": HP(0.05, "RIDELoss reweight_factor 0.05 (CIFAR default, §5)", range=("uniform", 0.0, 0.2)),
     "reweight_epoch": HP(160, "RIDE CIFAR config: DRW + class-wise temperature from epoch 160 (§5)", epoch=True),
@@ -43,6 +44,9 @@ RIDE_HP = {
     "teacher": HP("", "PROPOSAL §5: distillation off; a finished run's directory turns it on", type=str),
     "distill_temperature": HP(1.5, "config_imbalance_cifar100_distill_ride.json: distill_temperature 1.5 (§5)"),
     "distill_weight": HP(1.0, "RIDELossWithDistill additional_distill_loss_factor default 1.0"),
+    "distill_warmup_epochs": HP(
+        20, "config_imbalance_cifar100_distill_ride.json: CustomLR warmup_epoch 20 with a teacher (§5)", epoch=True
+    ),
 }
 
 
@@ -100,10 +104,6 @@ class RIDE(Method):
 
     paper = "Wang et al., Long-tailed Recognition by Routing Diverse Distribution-Aware Experts, ICLR 2021"
     hparams = RIDE_HP
-    presets = {
-        # METHODS.md §5: λ_div = -0.45 on CIFAR-100-LT; the stored official CIFAR-100 config says -0.2
-        "paper": {"lambda_div": {"cifar100_lt": -0.45, "*": -0.2}},
-    }
 
     def __init__(self, hp, info) -> None:
         super().__init__(hp, info)
@@ -112,8 +112,10 @@ class RIDE(Method):
         self.teacher = None  # (method, model) of --set teacher=RUN_DIR, loaded at the first stage
 
     def stages(self) -> list[Stage]:
-        # RIDE CIFAR config: the LDAM-DRW schedule (warm-up 5, x0.01 at 160 and 180), nesterov, wd 5e-4
-        return [ldam_cifar_stage(self.hp, nesterov=True, transform="ride")]
+        # RIDE CIFAR config: the LDAM-DRW schedule (warm-up 5, x0.01 at 160 and 180), nesterov, wd 5e-4; the
+        # distillation config warms up for 20 epochs
+        warmup = self.hp["distill_warmup_epochs"] if self.hp["teacher"] else self.hp["warmup_epochs"]
+        return [ldam_cifar_stage(self.hp, nesterov=True, transform="ride", warmup_epochs=warmup)]
 
     def build_model(self, backbone, num_classes, class_counts):
         n_stages = len(getattr(backbone, "stages", ()))
