@@ -1,4 +1,4 @@
-"""The method interface: a method declares, the trainer executes (ARCHITECTURE.md §2).
+"""The method interface: a method declares, the trainer executes (docs/architecture.md §2).
 
 A method never builds an optimizer, writes files or moves tensors to a device. It declares its
 hyper-parameters (``HP``: default, source, sweep range), its ``Stage``s, how to build the model, the loss

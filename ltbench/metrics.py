@@ -1,7 +1,7 @@
 """Evaluation metrics, owned by the benchmark (never by methods).
 
 Group accuracies follow classifier-balancing's ``shot_acc``: the mean of per-class accuracies over the
-classes whose *training* count is > many / in [few, many] / < few (METHODS.md §0.3). An empty group is
+classes whose *training* count is > many / in [few, many] / < few (docs/protocol.md §0.3). An empty group is
 NaN (shown as "n/a"), never a crash and never silently 0.
 """
 
@@ -43,7 +43,7 @@ def group_accuracy(per_class: Sequence[float], train_counts: Sequence[int], many
 
 
 def shot_accuracy(preds, labels, train_counts: Sequence[int], many: int = 100, few: int = 20) -> dict:
-    """Overall top-1, per-class accuracy and many/medium/few (ARCHITECTURE.md §3)."""
+    """Overall top-1, per-class accuracy and many/medium/few (docs/architecture.md §3)."""
     preds, labels = _np(preds), _np(labels)
     per_class = per_class_accuracy(preds, labels, len(train_counts))
     out = {"overall": float((preds == labels).mean()) if len(labels) else float("nan")}

@@ -1,4 +1,4 @@
-"""Run records on disk (ARCHITECTURE.md §4): atomic JSON writes, the ``done`` marker and run states.
+"""Run records on disk (docs/architecture.md §4): atomic JSON writes, the ``done`` marker and run states.
 
 A result is written to a temporary file in the same directory, flushed to disk and renamed over the
 target, so a reader (the sweep, the table) sees either the old file or the complete new one, never a

@@ -1,6 +1,6 @@
 """One run end to end: resolve, load data, build, train (resumable), evaluate, write the record.
 
-The run directory (ARCHITECTURE.md §4) is ``<out>/<sweep>/<run_id>/``: config.json first, log.jsonl per
+The run directory (docs/architecture.md §4) is ``<out>/<sweep>/<run_id>/``: config.json first, log.jsonl per
 epoch, ckpt.pt every epoch, result.json atomically at the end, then ``done``.
 """
 

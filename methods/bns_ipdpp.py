@@ -1,5 +1,5 @@
 """BNS + IP-DPP (Lin & Yuan, "Long-Tailed Recognition via Information-Preservable Two-Stage Learning",
-NeurIPS 2025; METHODS.md §9).
+NeurIPS 2025; docs/methods.md §9).
 
 Stage 1 (BNS): two SimCLR views through one encoder + projector; a sigmoid (NCE) contrastive loss where
 m extra same-class queries are also contrasted against the anchor's positive and its negatives.

@@ -1,4 +1,4 @@
-"""Decoupling representation and classifier (Kang et al., ICLR 2020; METHODS.md §4): cRT, LWS, τ-norm.
+"""Decoupling representation and classifier (Kang et al., ICLR 2020; docs/methods.md §4): cRT, LWS, τ-norm.
 
 Stage 1 is the CE model of §1. cRT re-initialises and re-trains the linear head on frozen features with a
 class-balanced sampler; LWS keeps W, b and learns one scale per class; τ-norm trains nothing and rescales

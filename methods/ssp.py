@@ -1,6 +1,6 @@
 """SSP: a rotation-prediction self-supervised stage 0 that can precede any method (``--ssp``).
 
-Gidaris et al. 2018 rotation prediction, as used by Yang & Xu 2020 and the seed paper (METHODS.md §13):
+Gidaris et al. 2018 rotation prediction, as used by Yang & Xu 2020 and the seed paper (docs/methods.md §13):
 the backbone with a 4-way head learns to predict the rotation (0/90/180/270°) of each LT training image,
 labels unused; the method's own stages then start from those weights (CE+SSP, CE+SSP+DRW, ...).
 """

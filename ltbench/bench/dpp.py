@@ -1,6 +1,6 @@
 """Timing of the IP-DPP k-DPP samplers: structured ``exact`` vs the O(N³) ``eig`` sampler vs dppy.
 
-The point of the table is the claim in METHODS.md §9.3 item 10: the structured exact sampler makes per-class
+The point of the table is the claim in docs/methods.md §9.3 item 10: the structured exact sampler makes per-class
 k-DPP draws essentially free, whereas anything that eigendecomposes the N×N kernel is hopeless beyond a few
 thousand items per class. dppy is an optional extra (``pip install dppy``); its column is skipped without it.
 """

@@ -46,7 +46,7 @@ def bench_train(args: argparse.Namespace) -> list[list]:
 
     supcon = get_transform("supcon")
 
-    def two_views():  # KCL/TSC/SBCL stage 1: two kornia supcon views per image (METHODS.md §6)
+    def two_views():  # KCL/TSC/SBCL stage 1: two kornia supcon views per image (docs/methods.md §6)
         idx = torch.randint(0, len(labels), (bs,), generator=gen, device=device)
         raw = images[idx]
         return [supcon(raw, data, gen).contiguous(memory_format=torch.channels_last) for _ in range(2)]

@@ -1,7 +1,7 @@
 """The in-memory dataset record every reader returns and the options every reader accepts.
 
 Small datasets (CIFAR, digits, synthetic) are held as one uint8 tensor so the loader can keep them on the
-training device and augment whole batches there (ARCHITECTURE.md §6).
+training device and augment whole batches there (docs/architecture.md §6).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ class DataSpec:
 
     root: Path | None = None
     imbalance_ratio: float | None = None
-    profile: str = "exp"  # exp | step (METHODS.md §0.1 item 2)
-    subset: str = "ldam"  # ldam | first (METHODS.md §0.1 item 3)
-    val: str = "none"  # none | B (held-out balanced validation split, METHODS.md §0.1 item 7)
+    profile: str = "exp"  # exp | step (docs/protocol.md §0.1 item 2)
+    subset: str = "ldam"  # ldam | first (docs/protocol.md §0.1 item 3)
+    val: str = "none"  # none | B (held-out balanced validation split, docs/protocol.md §0.1 item 7)
     cache_dir: Path | None = None
     image_size: int | None = None  # file-backed datasets: crop side (default 224; resize = size x 8/7)
     workers: int | None = None  # file-backed datasets: decoding processes (default: CPUs - 1, at most 8)
@@ -60,7 +60,7 @@ class LTData:
     class_counts: list[int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    crop_padding: int = 4  # pad-crop augmentation (CIFAR: 4 px, METHODS.md §0.1)
+    crop_padding: int = 4  # pad-crop augmentation (CIFAR: 4 px, docs/protocol.md §0.1)
     hflip: bool = True  # digits are not flip-invariant
     color_jitter: float = 0.0  # ColorJitter(0.4, 0.4, 0.4) for the ImageNet-LT family (classifier-balancing)
     val_x: torch.Tensor | None = None

@@ -1,6 +1,6 @@
 """CIFAR-10-LT and CIFAR-100-LT from the torchvision pickle release or an image-folder copy.
 
-The long-tailed subset is defined on *dataset order* (METHODS.md §0.1 item 3), so the readers' first job is
+The long-tailed subset is defined on *dataset order* (docs/protocol.md §0.1 item 3), so the readers' first job is
 to reproduce that order: pickle batches in file order, image folders by a natural sort of the file names
 inside alphabetically sorted class folders. Decoded pools are cached as uint8 arrays (``cache.py``).
 """
@@ -24,10 +24,10 @@ from ltbench.errors import ConfigError, DataError
 
 NAMES = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
-N_MAX = {"cifar10": 5000, "cifar100": 500}  # METHODS.md §0.1 item 2
-DEFAULT_IR = 100.0  # METHODS.md §0.1 (IR = 100)
-VAL_PER_CLASS = {"cifar10": 100, "cifar100": 20}  # validation rule B, METHODS.md §0.1 item 7
-# CIFAR-10 statistics for both datasets, as LDAM/RIDE/TSC/SBCL do (METHODS.md §0.1, "Augmentation")
+N_MAX = {"cifar10": 5000, "cifar100": 500}  # docs/protocol.md §0.1 item 2
+DEFAULT_IR = 100.0  # docs/protocol.md §0.1 (IR = 100)
+VAL_PER_CLASS = {"cifar10": 100, "cifar100": 20}  # validation rule B, docs/protocol.md §0.1 item 7
+# CIFAR-10 statistics for both datasets, as LDAM/RIDE/TSC/SBCL do (docs/protocol.md §0.1, "Augmentation")
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -237,7 +237,7 @@ def _note(src: dict, truncated: bool, rule: str) -> str:
     if src["format"] == "folder":
         notes.append(
             "image-folder copy: dataset order = natural sort of file names per class; the pickle order "
-            "is not recoverable, so the subset differs from the published one (METHODS.md §0.1 item 3)"
+            "is not recoverable, so the subset differs from the published one (docs/protocol.md §0.1 item 3)"
         )
     if truncated:
         notes.append(
@@ -251,7 +251,7 @@ def _note(src: dict, truncated: bool, rule: str) -> str:
 def build_cifar_lt(name: str, spec: DataSpec) -> LTData:
     """The long-tailed training subset, the full balanced test split and (rule B) a balanced val split.
 
-    Counts follow METHODS.md §0.1 item 2; requested counts that exceed a class's pool (head class under
+    Counts follow docs/protocol.md §0.1 item 2; requested counts that exceed a class's pool (head class under
     rule B, or a copy that ships only a long-tailed subset) are capped and recorded in the provenance.
     """
     _check_name(name)

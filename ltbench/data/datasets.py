@@ -18,7 +18,7 @@ from ltbench.registry import DATASETS
 def cifar10_lt(spec: DataSpec) -> LTData:
     """CIFAR-10-LT (default IR 100, 12,406 images): torchvision pickles or an image folder under --data-root.
 
-    Protocol in METHODS.md §0.1: exp/step profile, ``ldam`` or ``first`` subset, val rule B holds out 100
+    Protocol in docs/protocol.md §0.1: exp/step profile, ``ldam`` or ``first`` subset, val rule B holds out 100
     images per class.
     """
     return build_cifar_lt("cifar10", spec)
@@ -28,7 +28,7 @@ def cifar10_lt(spec: DataSpec) -> LTData:
 def cifar100_lt(spec: DataSpec) -> LTData:
     """CIFAR-100-LT (default IR 100, 10,847 images): torchvision pickles or an image folder under --data-root.
 
-    Protocol in METHODS.md §0.1; val rule B holds out 20 images per class.
+    Protocol in docs/protocol.md §0.1; val rule B holds out 20 images per class.
     """
     return build_cifar_lt("cifar100", spec)
 

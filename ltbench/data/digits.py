@@ -2,7 +2,7 @@
 
 The embedded real default dataset: it ships with scikit-learn (no download, no data root), loads in
 milliseconds and trains in seconds on a CPU, so ``ltbench run`` works out of the box and the CI exercises
-real images. It follows the CIFAR-LT construction (METHODS.md §0.1) at a smaller scale.
+real images. It follows the CIFAR-LT construction (docs/protocol.md §0.1) at a smaller scale.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ NUM_CLASSES = 10
 N_MAX = 130  # every class keeps >= 134 training images after the test hold-out (class 8 has 174 in all)
 DEFAULT_IR = 10.0  # 130 -> 13 images: many, medium and few groups are all non-empty at 100/20
 TEST_PER_CLASS = 40  # the last 40 images of each class in dataset order: a balanced 400-image test set
-VAL_PER_CLASS = 10  # validation rule B (METHODS.md §0.1 item 7) at this scale
+VAL_PER_CLASS = 10  # validation rule B (docs/protocol.md §0.1 item 7) at this scale
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,7 +26,7 @@ def epoch_order(
     """Indices (into the training set) visited in one epoch.
 
     instance: a random permutation. class_balanced: each draw picks a class uniformly, then one of its
-    images uniformly (METHODS.md §13 "RS"); sqrt: classes with probability ∝ sqrt(n_c). Both draw as many
+    images uniformly (docs/methods.md §13 "RS"); sqrt: classes with probability ∝ sqrt(n_c). Both draw as many
     samples as the training set has, so epochs have the same length. subset: a permutation of the
     current subset (IP-DPP swaps it between epochs).
     """

@@ -1,7 +1,7 @@
 """Long-tailed profiles, subset selection and shot groups: the protocol every CIFAR-LT number depends on.
 
 Everything here is pure NumPy on label arrays so it can be checked exactly against the reference
-repositories (METHODS.md §0.1) without touching images.
+repositories (docs/protocol.md §0.1) without touching images.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from ltbench.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from ltbench.data.base import LTData
 
-PROFILES = ("exp", "step")  # METHODS.md §0.1 item 2
-RULES = ("ldam", "first")  # METHODS.md §0.1 item 3
-SUBSET_SEED = 0  # the LDAM-DRW lineage seeds one legacy RandomState with 0 (METHODS.md §0.1 item 3)
+PROFILES = ("exp", "step")  # docs/protocol.md §0.1 item 2
+RULES = ("ldam", "first")  # docs/protocol.md §0.1 item 3
+SUBSET_SEED = 0  # the LDAM-DRW lineage seeds one legacy RandomState with 0 (docs/protocol.md §0.1 item 3)
 
 
 def class_counts(n_max: int, num_classes: int, imbalance_ratio: float, profile: str = "exp") -> list[int]:
-    """Training images per class, largest class first (METHODS.md §0.1 item 2).
+    """Training images per class, largest class first (docs/protocol.md §0.1 item 2).
 
     ``exp`` is computed exactly as the reference code does, ``int(n_max * (1/IR) ** (c/(C-1)))``, because a
     mathematically equal formula (``n_max * IR ** (-c/(C-1))``) can round differently and change a count.
@@ -62,7 +62,7 @@ def class_counts(n_max: int, num_classes: int, imbalance_ratio: float, profile: 
 def select_indices(
     labels: np.ndarray, counts: Sequence[int], rule: str = "ldam", seed: int = SUBSET_SEED
 ) -> np.ndarray:
-    """Positions in ``labels`` of the long-tailed subset, class 0's first (METHODS.md §0.1 item 3).
+    """Positions in ``labels`` of the long-tailed subset, class 0's first (docs/protocol.md §0.1 item 3).
 
     ``ldam`` replays the LDAM-DRW construction: one ``np.random.RandomState(seed)``; for each class in label
     order, shuffle that class's ascending positions in place and keep the first ``counts[c]``. Because the
@@ -89,7 +89,7 @@ def select_indices(
 def shot_groups(train_counts: Sequence[int], many: int = 100, few: int = 20) -> dict[str, list[int]]:
     """Class indices per shot group: many ``n > many``, medium ``few <= n <= many``, few ``n < few``.
 
-    The thresholds of classifier-balancing's ``shot_acc`` (METHODS.md §0.3); they are arguments because the
+    The thresholds of classifier-balancing's ``shot_acc`` (docs/protocol.md §0.3); they are arguments because the
     BNS paper uses 500/200 on CIFAR-10-LT, which is not comparable with 100/20.
     """
     groups: dict[str, list[int]] = {"many": [], "medium": [], "few": []}
@@ -106,7 +106,7 @@ def index_hash(indices: np.ndarray | Sequence[int]) -> str:
 
 
 def natural_key(name: str) -> tuple:
-    """Sort key where digit runs compare as numbers (``x_2`` < ``x_10``); image-folder order (METHODS.md §0.1)."""
+    """Sort key where digit runs compare as numbers (``x_2`` < ``x_10``); image-folder order (docs/protocol.md §0.1)."""
     parts = re.split(r"(\d+)", name)
     # re.split with a capture group alternates text, number, text, ... so positions never mix types
     return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name
@@ -127,7 +127,7 @@ class LTSplit:
 def lt_split(labels: np.ndarray, requested: Sequence[int], rule: str, val: str, val_per_class: int) -> LTSplit:
     """Hold out the validation images, cap the counts to what is left, then select the LT subset.
 
-    Validation rule B (METHODS.md §0.1 item 7) holds out the *last* ``val_per_class`` images of every class
+    Validation rule B (docs/protocol.md §0.1 item 7) holds out the *last* ``val_per_class`` images of every class
     in dataset order; ``none`` holds out nothing. A class whose pool is smaller than its requested count (the
     head class under rule B, or a copy that only ships a long-tailed subset) keeps its whole pool and is
     reported in ``capped`` so the result records it.

@@ -18,7 +18,7 @@ SIZE = 16
 N_MAX = 60  # ~240 training images at IR 10: a full epoch is a few steps of batch 100
 DEFAULT_IR = 10.0
 TEST_PER_CLASS = 20
-VAL_PER_CLASS = 10  # validation rule B (METHODS.md §0.1 item 7): last 10 of each class's pool
+VAL_PER_CLASS = 10  # validation rule B (docs/protocol.md §0.1 item 7): last 10 of each class's pool
 SEED = 20240601  # fixed: the dataset is part of the test suite, not a random draw
 NOISE = 0.08
 

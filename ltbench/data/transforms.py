@@ -1,4 +1,4 @@
-"""Batched augmentation of uint8 image batches on the training device (ARCHITECTURE.md §6), one registry.
+"""Batched augmentation of uint8 image batches on the training device (docs/architecture.md §6), one registry.
 
 No per-image Python work: random crops are one gather with per-sample offsets, flips one ``where``, and
 the heavier pipelines (contrastive views, rotations, colour jitter) are kornia modules that draw
@@ -67,7 +67,7 @@ def random_hflip(x: torch.Tensor, gen: torch.Generator | None, p: float = 0.5) -
 
 
 def standard(x: torch.Tensor, data: LTData, gen: torch.Generator | None) -> torch.Tensor:
-    """The dataset's standard training augmentation: pad-crop (+ flip where valid), METHODS.md §0.1; plus
+    """The dataset's standard training augmentation: pad-crop (+ flip where valid), docs/protocol.md §0.1; plus
     colour jitter where the dataset's recipe has it (ImageNet-LT & co., after the workers' random crop)."""
     x = random_crop(x, data.crop_padding, gen)
     if data.hflip:
@@ -153,7 +153,7 @@ def _rotation() -> nn.Module:
 
 
 def ride(x: torch.Tensor, data: LTData, gen: torch.Generator | None) -> torch.Tensor:
-    """RIDE's CIFAR augmentation: pad-crop + flip + RandomRotation(15) (METHODS.md §5)."""
+    """RIDE's CIFAR augmentation: pad-crop + flip + RandomRotation(15) (docs/methods.md §5)."""
     x = random_crop(x, data.crop_padding, gen)
     if data.hflip:
         x = random_hflip(x, gen)

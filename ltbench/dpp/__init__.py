@@ -1,4 +1,4 @@
-"""k-DPP sampling with the IP-DPP kernel of BNS + IP-DPP (METHODS.md §9.1, §9.3 items 9–11).
+"""k-DPP sampling with the IP-DPP kernel of BNS + IP-DPP (docs/methods.md §9.1, §9.3 items 9–11).
 
 For one class with true-class probabilities p (N items) the kernel is S_ij = p_i p_j / N (i ≠ j),
 S_jj = 1 − p_j (Σ_l p_l − p_j) / N, i.e. S = diag(d) + p pᵀ/N with d_i = 1 − p_i P / N. It is PSD with rows

@@ -1,7 +1,7 @@
 """Eigendecomposition-based k-DPP samplers on the dense IP-DPP kernel (modes ``eig`` and ``paper`` of
 :func:`ltbench.dpp.sample_k_dpp`): the textbook exact sampler of Kulesza & Taskar (2012, Alg. 8), O(N³), kept as
 an independent cross-check of the structured sampler and as the benchmark baseline; and the paper's Algorithm 1
-as published (METHODS.md §9.1), which is not a k-DPP sampler.
+as published (docs/methods.md §9.1), which is not a k-DPP sampler.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ The IP-DPP kernel of one class with confidences p (N items, P = Σ p, Q = Σ (1 
     det(S_Y) = Π_{i∈Y} d_i + Σ_{j∈Y} b_j Π_{i∈Y∖{j}} d_i ,
 
 so a k-subset is a set of k items, each "plain" (weight d_i) except at most one "special" item (weight
-b_j), and det(S_Y) sums the weights of the k + 1 ways to label Y. METHODS.md §9.3 item 10(a) samples this
+b_j), and det(S_Y) sums the weights of the k + 1 ways to label Y. docs/methods.md §9.3 item 10(a) samples this
 with an O(N·k) dynamic programme; here we use an equivalent but much cheaper exact method, **rejection
 from tilted independent choices** (conditional Poisson sampling extended by the one special item):
 

@@ -1,4 +1,4 @@
-"""Classification losses and class weights (METHODS.md §2, §3, §13; ARCHITECTURE.md §3).
+"""Classification losses and class weights (docs/methods.md §2, §3, §13; docs/architecture.md §3).
 
 Everything here is computed in float32 (inputs are cast with ``.float()``): margins of a few hundredths on a
 cosine, and log-priors of rare classes, must not drown in bf16's 3 significant digits under autocast.
@@ -41,7 +41,7 @@ def _sum_to_num_classes(w: Tensor) -> Tensor:
 def class_balanced_weights(class_counts: Counts, beta: float) -> Tensor:
     """Class-balanced "effective number" weights w_c = (1 − β) / (1 − β^{n_c}), rescaled to Σ_c w_c = C.
 
-    Cui et al., CVPR 2019 (METHODS.md §3 DRW and §13 CB); LDAM-DRW uses β = 0.9999. β = 0 gives all ones
+    Cui et al., CVPR 2019 (docs/methods.md §3 DRW and §13 CB); LDAM-DRW uses β = 0.9999. β = 0 gives all ones
     (every class has effective number 1); β → 1 tends to inverse frequency. Computed in float64 because
     1 − β^{n_c} with β = 0.9999 and small n_c loses digits in float32. Returns float32 (C,).
     """
@@ -53,7 +53,7 @@ def class_balanced_weights(class_counts: Counts, beta: float) -> Tensor:
 
 
 def inverse_frequency_weights(class_counts: Counts) -> Tensor:
-    """Re-weighting by inverse class frequency, w_c ∝ 1/n_c with Σ_c w_c = C (METHODS.md §13 "RW")."""
+    """Re-weighting by inverse class frequency, w_c ∝ 1/n_c with Σ_c w_c = C (docs/methods.md §13 "RW")."""
     return _sum_to_num_classes(1.0 / _counts(class_counts))
 
 
@@ -69,7 +69,7 @@ def _optional_weight(weight: Tensor | Sequence[float] | None) -> Tensor | None:
 
 
 def _weighted_mean(per_sample: Tensor, targets: Tensor, weight: Tensor | None) -> Tensor:
-    """Batch mean, or Σ_i w_{y_i} ℓ_i / Σ_i w_{y_i} — PyTorch's weighted-mean convention (METHODS.md §3)."""
+    """Batch mean, or Σ_i w_{y_i} ℓ_i / Σ_i w_{y_i} — PyTorch's weighted-mean convention (docs/methods.md §3)."""
     if weight is None:
         return per_sample.mean()
     w = weight.to(per_sample.device, per_sample.dtype)[targets]
@@ -85,7 +85,7 @@ def logit_adjusted_cross_entropy(
     *,
     log_pi: Tensor | None = None,
 ) -> Tensor:
-    """Cross-entropy on z_c + τ·log π_c (logit-adjusted loss, Menon et al. ICLR 2021; METHODS.md §13).
+    """Cross-entropy on z_c + τ·log π_c (logit-adjusted loss, Menon et al. ICLR 2021; docs/methods.md §13).
 
     Adding the log-prior during training makes the head classes' logits "pay" for their frequency, so the
     learnt z estimates the balanced posterior. τ = 1 is Balanced Softmax (Ren et al., NeurIPS 2020).
@@ -116,7 +116,7 @@ class LogitAdjustedLoss(nn.Module):
 
 
 class FocalLoss(nn.Module):
-    """Focal loss ℓ = (1 − p_y)^γ · (−log p_y), batch mean (Lin et al. 2017; METHODS.md §2).
+    """Focal loss ℓ = (1 − p_y)^γ · (−log p_y), batch mean (Lin et al. 2017; docs/methods.md §2).
 
     γ = 1 is LDAM-DRW's CIFAR setting (§2); γ = 0 is cross-entropy. p_y comes from the *unweighted*
     softmax: the reference code computes p_y = exp(−weighted CE) = p_y^{w_y}, letting the class weight leak
@@ -144,7 +144,7 @@ class FocalLoss(nn.Module):
 
 
 class LDAMLoss(nn.Module):
-    """Label-distribution-aware margin loss (Cao et al., NeurIPS 2019; METHODS.md §3).
+    """Label-distribution-aware margin loss (Cao et al., NeurIPS 2019; docs/methods.md §3).
 
     ``forward(cosine, targets)`` takes the *unscaled* cosine logits of a normalised head, subtracts
     Δ_y from the target class only, multiplies by s and applies weighted CE (PyTorch's weighted mean, as the
@@ -184,7 +184,7 @@ class LDAMLoss(nn.Module):
 
 
 class KPSLoss(nn.Module):
-    """KPS loss, "KPS (no GA)": constant s (Li, Cheung & Hu, TPAMI 2022; METHODS.md §13 [PROPOSAL]).
+    """KPS loss, "KPS (no GA)": constant s (Li, Cheung & Hu, TPAMI 2022; docs/methods.md §13 [PROPOSAL]).
 
     ℓ = −log[e^{s(r_y cosθ_y − m_y)} / (e^{s(r_y cosθ_y − m_y)} + Σ_{j≠y} e^{s r_j cosθ_j})] on the unscaled
     cosines of a normalised head, with r_c ∝ log n_c + C_r (frequent classes get a larger radius) and

@@ -1,6 +1,6 @@
 """Supervised-contrastive losses: one core for KCL / TSC / SBCL / SupCon, and BNS.
 
-METHODS.md §6 (KCL), §7 (TSC), §8 (SBCL), §9.1–§9.3 (BNS). Re-exported by :mod:`ltbench.losses`; the labelled
+docs/methods.md §6 (KCL), §7 (TSC), §8 (SBCL), §9.1–§9.3 (BNS). Re-exported by :mod:`ltbench.losses`; the labelled
 queue of the MoCo-style variants is :mod:`ltbench.models.queue`.
 
 Layout convention for 2-view batches (``views = 2``): embedding row i < B is view 1 of image i and row
@@ -134,7 +134,7 @@ def supcon_masks(labels: Tensor, views: int = 2) -> tuple[Tensor, Tensor]:
 def kcl_masks(
     labels: Tensor, k: int, generator: torch.Generator | None = None, views: int = 2
 ) -> tuple[Tensor, Tensor]:
-    """KCL (pos, denom) masks, in-batch (TSC's CIFAR re-implementation; METHODS.md §6).
+    """KCL (pos, denom) masks, in-batch (TSC's CIFAR re-implementation; docs/methods.md §6).
 
     P_i = {the other views of image i} ∪ S_i, S_i = k rows drawn uniformly without replacement from the
     same-class rows of *other* images (all of them if fewer than k); A_i = every row except i, so unselected
@@ -170,7 +170,7 @@ def targeted_contrastive_loss(
     temperature: float,
     weight: float = 0.2,
 ) -> Tensor:
-    """TSC loss (Li et al., CVPR 2022; METHODS.md §7, TSC supp. eq.), mean over anchors.
+    """TSC loss (Li et al., CVPR 2022; docs/methods.md §7, TSC supp. eq.), mean over anchors.
 
     ℓ_i = −(1/|P_i|) Σ_{p∈P_i} log[e^{s_ip/τ} / D_i] − λ·log[e^{ẑ_i·c*_i/τ} / D_i] with
     D_i = Σ_{a∈A_i} e^{s_ia/τ} + Σ_{u∈U} e^{ẑ_i·u/τ}: **all** C targets U enter every denominator, so each
@@ -189,7 +189,7 @@ def targeted_contrastive_loss(
 
 
 def sbcl_masks(labels: Tensor, subclasses: Tensor, views: int = 2) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """SBCL (pos, denom) masks of the subclass term and of the class term (METHODS.md §8), in-batch.
+    """SBCL (pos, denom) masks of the subclass term and of the class term (docs/methods.md §8), in-batch.
 
     ``subclasses`` are global ids (unique across classes). Subclass term: P^s_i = same subclass except i
     (includes i's own other view), A^s_i = all j ≠ i. Class term: P^c_i = i's other views ∪ same class but
@@ -213,7 +213,7 @@ def sbcl_loss(
     base_temperature: float = 0.07,
     gamma: float = 0.25,
 ) -> Tensor:
-    """SBCL loss (Hou et al., ICCV 2023; METHODS.md §8) on 2-view rows ``z = [view1; view2]`` (unit rows).
+    """SBCL loss (Hou et al., ICCV 2023; docs/methods.md §8) on 2-view rows ``z = [view1; view2]`` (unit rows).
 
     ℓ_i = (τ/τ_b)·ℓ^s_i + γ·ℓ^c_i, averaged over the 2B anchors: ℓ^s at temperature τ on subclass
     positives, ℓ^c at the anchor's class temperature τ_{y_i} (``class_temperature``, (C,)) on class
@@ -242,7 +242,7 @@ def _bns_paper_direction(q: Tensor, v: Tensor, queries: Tensor, negatives: Tenso
 
 
 class BNSLoss(nn.Module):
-    """Balanced-negative-sampling loss of BNS+IP-DPP stage 1 (Lin & Yuan 2025; METHODS.md §9.1–§9.3).
+    """Balanced-negative-sampling loss of BNS+IP-DPP stage 1 (Lin & Yuan 2025; docs/methods.md §9.1–§9.3).
 
     ``forward(q, v, labels)``: q, v are the two views' embeddings (B × d) of the same B images, normalised
     here. ``variant="paper"`` (ltbench spec §9.3, Eq. 12 of the paper): for anchor i, Q*_i = {q_i} ∪ m other

@@ -18,7 +18,7 @@ TIMM_PREFIX = "timm:"
 
 @BACKBONES.register("resnet32")
 def resnet32(image_size: int = 32) -> nn.Module:
-    """CIFAR ResNet-32, option-A shortcuts, 64-d features, 0.46 M parameters (LDAM-DRW, METHODS.md §0.5)."""
+    """CIFAR ResNet-32, option-A shortcuts, 64-d features, 0.46 M parameters (LDAM-DRW, docs/protocol.md §0.5)."""
     return cifar_resnet.resnet32_backbone()
 
 

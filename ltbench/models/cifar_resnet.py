@@ -1,4 +1,4 @@
-"""CIFAR ResNets: ResNet-32 with option-A shortcuts (METHODS.md §0.5) and ResNet-18/34 with a CIFAR stem.
+"""CIFAR ResNets: ResNet-32 with option-A shortcuts (docs/protocol.md §0.5) and ResNet-18/34 with a CIFAR stem.
 
 Every backbone returns pooled features and exposes ``stem``, ``stages`` and ``feature_dim`` so wrappers
 (RIDE's experts) can split it at a stage boundary without copying its code.
@@ -116,7 +116,7 @@ def resnet34_cifar_backbone(in_chans: int = 3) -> CifarResNet:
 
 
 class Classifier(nn.Module):
-    """Backbone + linear head; the plain classifier of ARCHITECTURE.md §3 (``resnet32(num_classes)``)."""
+    """Backbone + linear head; the plain classifier of docs/architecture.md §3 (``resnet32(num_classes)``)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()

@@ -54,7 +54,7 @@ class LWSHead(nn.Module):
 
 
 def tau_normalised_weight(weight: torch.Tensor, tau: float) -> torch.Tensor:
-    """W_c / ||W_c||^tau for each class row (τ-norm, Kang et al. 2020, METHODS.md §4); the bias is dropped."""
+    """W_c / ||W_c||^tau for each class row (τ-norm, Kang et al. 2020, docs/methods.md §4); the bias is dropped."""
     norms = weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return weight / norms.pow(tau)
 

@@ -1,5 +1,5 @@
 """The labelled FIFO key queue of the MoCo-style contrastive variants (official KCL/TSC/SBCL on ImageNet-LT,
-METHODS.md §6): a reusable model part, checkpointed with the model."""
+docs/methods.md §6): a reusable model part, checkpointed with the model."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from ltbench.errors import ConfigError
 SMALL_IMAGE = 64  # inputs up to this size get the small-image variants (CIFAR 32, digits 8, synthetic 16)
 
 # ViT-family recipe: DeiT (Touvron et al. 2021, Table 9): AdamW lr 5e-4 x batch/512, wd 0.05, cosine,
-# 5 warm-up epochs of 300; label smoothing is part of DeiT but off here, as in LT benchmarks (METHODS.md §0).
+# 5 warm-up epochs of 300; label smoothing is part of DeiT but off here, as in LT benchmarks (docs/protocol.md §0).
 TRANSFORMER_RECIPE = {
     "optimizer": "adamw",
     "lr_per_512": 5e-4,

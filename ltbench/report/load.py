@@ -1,10 +1,10 @@
-"""Run records -> pandas DataFrame (ARCHITECTURE.md §3 ``load_records``), the input of tables and figures.
+"""Run records -> pandas DataFrame (docs/architecture.md §3 ``load_records``), the input of tables and figures.
 
 One row per *completed* run (state ``done``: result.json with status done plus the ``done`` marker). Failed,
 incomplete and running runs are never mixed into the numbers: they are listed in ``df.attrs["not_done"]``
 (and by ``load_status``) so a table can say what is missing instead of quietly averaging fewer seeds.
 Per-class accuracies and training class counts stay in list columns, so many/medium/few can be recomputed
-with other thresholds (``regroup``; METHODS.md §0.4 "always log per-class accuracy").
+with other thresholds (``regroup``; docs/protocol.md §0.4 "always log per-class accuracy").
 """
 
 from __future__ import annotations

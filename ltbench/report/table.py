@@ -1,6 +1,6 @@
 """Paper tables from run records: rows = methods, column groups = datasets x (Many, Medium, Few, Overall).
 
-The layout is the BNS+IP-DPP paper's comparison table (METHODS.md §9.6), with what that table lacks and
+The layout is the BNS+IP-DPP paper's comparison table (docs/methods.md §9.6), with what that table lacks and
 the reporting rules require (§0.4): mean ± sample std over seeds and the number of seeds, the class count of
 each group in a header row, the group thresholds in a note, runs that did not finish listed instead of
 silently averaged away, and optionally the published number and our difference beside each cell.

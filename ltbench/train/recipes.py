@@ -12,9 +12,9 @@ from typing import Any
 from ltbench.method import HP, Stage
 
 # The LDAM-DRW CIFAR recipe (kaidic/LDAM-DRW cifar_train.py), used by CE, Focal, LDAM-DRW and most
-# CIFAR-LT papers: METHODS.md §1.
+# CIFAR-LT papers: docs/methods.md §1.
 LDAM_CIFAR: dict[str, HP] = {
-    "epochs": HP(200, "LDAM-DRW CIFAR recipe (METHODS.md §1)", help="epochs of the main stage", epoch=True),
+    "epochs": HP(200, "LDAM-DRW CIFAR recipe (docs/methods.md §1)", help="epochs of the main stage", epoch=True),
     "lr": HP(0.1, "LDAM-DRW CIFAR recipe (§1)", range=("log", 0.01, 0.5)),
     "batch_size": HP(128, "LDAM-DRW CIFAR recipe (§1)", range=("choice", (64, 128, 256))),
     "momentum": HP(0.9, "LDAM-DRW CIFAR recipe (§1)"),

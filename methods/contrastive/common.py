@@ -1,4 +1,4 @@
-"""Shared parts of the contrastive two-stage methods KCL, TSC and SBCL (METHODS.md §6–§8).
+"""Shared parts of the contrastive two-stage methods KCL, TSC and SBCL (docs/methods.md §6–§8).
 
 Stage 1 ("contrastive") trains backbone + projection MLP on two supcon views per image with a supervised
 contrastive loss from :mod:`ltbench.losses.contrastive`; the methods differ only in their masks and extra terms.
@@ -28,7 +28,7 @@ from ltbench.method import HP, Method, Stage
 from ltbench.methods.contrastive.model import ContrastiveModel
 from ltbench.models.heads import CosineHead, ProjectionMLP, new_linear
 
-# Stage 1, CIFAR recipe of TSC's supplementary, applied identically to KCL and TSC (METHODS.md §6).
+# Stage 1, CIFAR recipe of TSC's supplementary, applied identically to KCL and TSC (docs/methods.md §6).
 STAGE1_HP: dict[str, HP] = {
     "epochs": HP(1000, "TSC supp.: 1000 contrastive epochs on CIFAR (§6)", epoch=True),
     "batch_size": HP(1024, "TSC supp.: batch 1024 (§6)", range=("choice", (256, 512, 1024))),

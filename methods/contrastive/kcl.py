@@ -1,5 +1,5 @@
 """KCL — K-positive contrastive learning (Kang et al., ICLR 2021, "Exploring Balanced Feature Spaces for
-Representation Learning"; METHODS.md §6).
+Representation Learning"; docs/methods.md §6).
 
 Supervised contrastive learning where every anchor gets the same number k of same-class positives (its
 other view plus k sampled class-mates) instead of all of them, so head classes do not dominate the feature
@@ -16,7 +16,7 @@ from ltbench.methods.contrastive.common import QUEUE_HP, ContrastiveTwoStage
 from ltbench.registry import METHODS
 
 KCL_HP = {
-    # k = 6 is KCL's ImageNet-LT value; the CIFAR k is unstated (METHODS.md §6, §12 item 3)
+    # k = 6 is KCL's ImageNet-LT value; the CIFAR k is unstated (docs/methods.md §6, §12 item 3)
     "k": HP(6, "KCL paper/code (ImageNet-LT); PROPOSAL for CIFAR (§6)", range=("int", 1, 16)),
 }
 

@@ -1,4 +1,4 @@
-"""The model of the contrastive two-stage methods (KCL, TSC, SBCL; METHODS.md §6–§8): backbone + classifier head +
+"""The model of the contrastive two-stage methods (KCL, TSC, SBCL; docs/methods.md §6–§8): backbone + classifier head +
 projection MLP, with the optional MoCo key encoder and labelled queue of the ImageNet-scale variant."""
 
 from __future__ import annotations

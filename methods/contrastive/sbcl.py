@@ -1,4 +1,4 @@
-"""SBCL — Subclass-Balancing Contrastive Learning (Hou et al., ICCV 2023; METHODS.md §8).
+"""SBCL — Subclass-Balancing Contrastive Learning (Hou et al., ICCV 2023; docs/methods.md §8).
 
 Every head class is split by k-means into sub-clusters about the size of a tail class; the loss contrasts
 at the subclass level (instance- and subclass-balanced) plus a class term, at class-wise temperatures, that

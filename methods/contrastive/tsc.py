@@ -1,4 +1,4 @@
-"""TSC — Targeted Supervised Contrastive learning (Li et al., CVPR 2022; METHODS.md §7).
+"""TSC — Targeted Supervised Contrastive learning (Li et al., CVPR 2022; docs/methods.md §7).
 
 C target points spread uniformly on the unit hypersphere are assigned to the classes online (Hungarian
 matching of EMA class centroids to targets, every iteration) and a λ-weighted term pulls each sample
@@ -35,7 +35,7 @@ TSC_HP = {
 def simplex_targets(num_classes: int, dim: int, generator: torch.Generator | None = None) -> Tensor:
     """C unit vectors in R^d with all pairwise cosines −1/(C−1): the regular simplex, C ≤ d + 1.
 
-    The exact minimiser of TSC's uniformity energy for C ≤ d + 1 (METHODS.md §7 PROPOSAL): the centred
+    The exact minimiser of TSC's uniformity energy for C ≤ d + 1 (docs/methods.md §7 PROPOSAL): the centred
     standard basis of R^C spans a (C−1)-dim subspace; its coordinates in an orthonormal basis of that
     subspace are zero-padded to d and turned by a random rotation, so no target is axis-aligned.
     """

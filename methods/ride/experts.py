@@ -1,4 +1,4 @@
-"""Multi-expert models for RIDE (Wang et al., ICLR 2021; METHODS.md §5), built from a registered backbone.
+"""Multi-expert models for RIDE (Wang et al., ICLR 2021; docs/methods.md §5), built from a registered backbone.
 
 RIDE shares the early layers of a ResNet and gives every expert its own copy of the later stages, its own
 pooling and its own cosine head. Rather than a second ResNet implementation, the wrapper takes a built
@@ -6,7 +6,7 @@ pooling and its own cosine head. Rather than a second ResNet implementation, the
 builds each expert's remaining stages with the same ``CifarResNet`` constructor at reduced widths, so the
 blocks, shortcuts and initialisation are exactly the backbone's.
 
-Layout (trainer conventions, ARCHITECTURE.md §2): ``model.backbone`` is everything that produces features
+Layout (trainer conventions, docs/architecture.md §2): ``model.backbone`` is everything that produces features
 (shared trunk + expert stages, ``forward -> E x B x d``), ``model.head`` the E cosine heads. ``model(x)``
 returns the ensemble logits, so evaluation and FLOP counting need no special case.
 
@@ -34,7 +34,7 @@ SUPPORTED_BACKBONES = ("resnet32", "resnet18_cifar", "resnet34_cifar")
 # RIDE `reduce_dimension`: per-expert widths x 3/4 (ResNet-32 32/64 -> 24/48, ResNet-50 256/512 -> 192/384;
 # frank-xwang/RIDE-LongTailRecognition model/ldam_drw_resnets/ride_resnet_cifar.py and fb_resnets/ResNet.py)
 REDUCED_WIDTH_FACTOR = 0.75
-RIDE_SCALE = 30.0  # s = 30 on the cosine logits (RIDE ResNet_s default `s=30`, METHODS.md §5)
+RIDE_SCALE = 30.0  # s = 30 on the cosine logits (RIDE ResNet_s default `s=30`, docs/methods.md §5)
 
 
 class ExpertOutput(NamedTuple):

@@ -1,4 +1,4 @@
-"""RIDE: Routing Diverse Distribution-Aware Experts (Wang et al., ICLR 2021; METHODS.md §5).
+"""RIDE: Routing Diverse Distribution-Aware Experts (Wang et al., ICLR 2021; docs/methods.md §5).
 
 E experts share the early ResNet stages (``ltbench.methods.ride.experts``). Each expert is trained with LDAM-DRW
 on its own logits plus a diversity term that pushes its prediction *away* from the (detached) ensemble
@@ -24,7 +24,7 @@ from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
 
 RIDE_HP = {
     **LDAM_CIFAR,
-    "weight_decay": HP(5e-4, "RIDE CIFAR config: wd 5e-4 (METHODS.md §5)", range=("log", 5e-5, 1e-3)),
+    "weight_decay": HP(5e-4, "RIDE CIFAR config: wd 5e-4 (docs/methods.md §5)", range=("log", 5e-5, 1e-3)),
     "num_experts": HP(3, "RIDE CIFAR config: 3 experts (§5)", range=("choice", (2, 3, 4, 6))),
     "lambda_div": HP(
         {"cifar100_lt": -0.45, "*": -0.2},

@@ -1,4 +1,4 @@
-"""RIDE with expert assignment (RIDE-EA; Wang et al., ICLR 2021, §3.3; METHODS.md §5 "Optional stage 2").
+"""RIDE with expert assignment (RIDE-EA; Wang et al., ICLR 2021, §3.3; docs/methods.md §5 "Optional stage 2").
 
 Stage 1 is ``ride`` unchanged. Stage 2 adds ``model.router`` (ltbench/models/router.py) and trains only
 it, on frozen experts (the trainer checks every other tensor bit-identical), with a class-balanced sampler

@@ -1,4 +1,4 @@
-"""RIDE's expert-assignment (EA) router (Wang et al., ICLR 2021, §3.3; METHODS.md §5 "Optional stage 2").
+"""RIDE's expert-assignment (EA) router (Wang et al., ICLR 2021, §3.3; docs/methods.md §5 "Optional stage 2").
 
 After the experts are trained, a small router decides per image whether consulting one more expert is
 worth it. For expert i < E-1 it sees the top-K entries of the running ensemble of experts 0..i (their
