@@ -29,10 +29,10 @@ def option(default: Any = None, help: str = "", *, runtime: bool = False, choice
     """A RunConfig field with what every consumer needs to know about it, so no list of fields is kept by hand:
     ``help`` (the CLI), ``runtime`` (changes where or how fast a run executes, not what it computes: left out of
     the run id), ``choices`` (validated here, listed by the CLI), ``cli=False`` (no ``ltbench run`` flag; set
-    otherwise), ``id_default`` (a field added after runs existed: its default value is left out of the run id so
-    old run ids stay valid)."""
+    otherwise), ``flag`` (the flag's name when it is not the field's), ``id_default`` (a field added after runs
+    existed: its default value is left out of the run id so old run ids stay valid)."""
     meta = {"help": help, "runtime": runtime, "choices": choices}
-    meta.update({k: kw.pop(k) for k in ("cli", "id_default") if k in kw})
+    meta.update({k: kw.pop(k) for k in ("cli", "id_default", "flag") if k in kw})
     if "default_factory" in kw:
         return field(metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -73,6 +73,13 @@ class RunConfig:
     pretrained: bool = option(False, "timm's pretrained weights (timm backbones only)", id_default=True)
     image_size: int | None = option(None, "ImageNet-LT/Places-LT/iNat: crop size (default 224)", id_default=True)
     workers: int | None = option(None, "ImageNet-LT/Places-LT/iNat: decoding processes (default CPUs-1)", runtime=True)
+    from_run: str | None = option(
+        None,
+        "take the first stages from a finished run (or a folder of runs) whose stages are identical: a CE run for "
+        "cRT/LWS/τ-norm, a contrastive stage 1 for another stage 2",
+        runtime=True,
+        flag="--from",
+    )
     strict_counts: bool = option(
         False, "stop when the data cannot give every class its requested count (default: cap it, say so)", runtime=True
     )

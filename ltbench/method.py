@@ -58,16 +58,19 @@ class Stage:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     no_decay_1d: bool = False  # no weight decay on biases and norm weights (AdamW convention)
-    schedule: str = "step"  # step | cosine | constant
+    schedule: str = "step"  # step | cosine (per iteration) | cosine_epoch (classifier-balancing) | constant
     warmup_epochs: float = 0.0
     warmup_per_iter: bool = False  # per-iteration linear warm-up (contrastive/BNS) vs per-epoch (LDAM)
     warmup_start: float = 0.0  # lr factor at the start of a per-iteration warm-up
     milestones: tuple[tuple[float, float], ...] = ()  # (epoch, absolute lr factor) for "step"
     final_lr_factor: float = 0.0  # cosine floor as a fraction of lr
-    sampler: str = "instance"  # instance | class_balanced | sqrt | subset
+    sampler: str = "instance"  # instance | class_balanced | class_aware | sqrt | subset
     # all | head (backbone frozen, BN in eval mode, checked bit-identical) | the name of one model attribute
     # that alone learns (e.g. "router": RIDE-EA; everything else frozen, in eval mode, checked bit-identical)
     trainable: str = "all"
+    # head-only stages: the frozen backbone's BatchNorm in train mode (running statistics re-estimated on the
+    # stage's batches, as classifier-balancing's cRT/LWS do) instead of eval mode; its weights stay frozen
+    bn_train: bool = False
     reinit_head: bool = False
     views: int = 1
     transform: str = "standard"  # see ltbench.data.transforms.TRANSFORMS
@@ -171,6 +174,14 @@ class Method(ABC):
     def choose_variant(self, val_scores: dict[str, float] | None) -> str | None:
         """Which variant is the reported one: selected on validation data if given, never on test."""
         return None
+
+    def stage_key(self, index: int) -> dict[str, Any]:
+        """What defines stage ``index`` beyond its ``Stage`` fields (its loss and the hparams it reads), for
+        ``--from``: a finished run's stages stand in for this run's first stages only if every Stage field and
+        this key agree. Default: the method and all its hparams (reuse only from the same configuration);
+        methods that share a stage with another method, or whose later stages read hparams the first does not,
+        narrow it."""
+        return {"method": self.name, "hp": self.hp}
 
     def state_dict(self) -> dict[str, Any]:
         """Mutable method state that must survive a resume (cluster labels, subsets, weights)."""

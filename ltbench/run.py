@@ -238,6 +238,8 @@ def _train_and_evaluate(
     # learning rates the user set (typed values from the resolved hparams, not the --set strings): a backbone's
     # recipe replaces default learning rates only
     lrs = frozenset(resolved.hp[k] for k in cfg.hparams if k == "lr" or k.endswith("_lr"))
+    if cfg.from_run and not (cfg.run_dir / "ckpt.pt").exists():
+        reuse_stages(cfg, method, resolved, data, precision, progress)
     trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress, recipe, lrs)
     state = trainer.fit()
     ev = evaluate(method, model, ctx, resolved.shots)
@@ -264,10 +266,26 @@ def _train_and_evaluate(
         "model": model_cost(model, method, tuple(data.test_x.shape[1:]), device),
         "timing": {"stages": stages, "peak_memory_mb": round(peak, 1)},
         "warnings": ctx.records.pop("warnings", []),
+        "reused_from": ctx.records.pop("reused_from", None),
         "numerics": numerics(),
         **({"compile": compile_report()} if cfg.compile else {}),
         "extras": ctx.records,
     }
+
+
+def reuse_stages(
+    cfg: RunConfig, method: Method, resolved: Resolved, data: LTData, precision: str, progress: bool
+) -> None:
+    """``--from``: start this run at the end of the stages a finished run already trained identically."""
+    from ltbench.train.reuse import adopt, common_identity, find_source, stage_signatures
+
+    common = common_identity(data_record(data, resolved.shots), resolved.backbone, dataclasses.asdict(cfg), precision)
+    source, k, src_config, src_result = find_source(cfg.from_run, stage_signatures(method, common))
+    reused = adopt(source, k, src_config, src_result, cfg.run_dir, method)
+    if progress:
+        console(
+            f"ltbench: stage(s) {', '.join(reused['stages'])} taken from finished run {source} (identical settings)"
+        )
 
 
 def save_artifacts(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, sample: dict | None) -> None:

@@ -58,6 +58,10 @@ HPARAMS = {
 }
 
 
+PRETRAIN_HP = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "temperature", "m", "n")
+PRETRAIN_HP += ("loss_variant", "proj_hidden", "proj_dim")  # what stage 1 (BNS) reads
+
+
 class BNSModel(Classifier):
     """Encoder + projector (stage 1) + linear head (stage 2)."""
 
@@ -155,6 +159,12 @@ class BNSIPDPP(Method):
             weight_decay=0.0,
         )
         return [pre, warm, ft]
+
+    def stage_key(self, index: int) -> dict:
+        """The BNS pre-training reads only its own hparams: IP-DPP variants (sampler, fine-tuning, head) share it."""
+        if index == 0:
+            return {"method": self.name, "hp": {k: v for k, v in self.hp.items() if k in PRETRAIN_HP}}
+        return super().stage_key(index)
 
     # ------------------------------------------------------------------ training steps
     def training_step(self, model, batch, stage, epoch) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ltbench.methods.one_stage import OneStageLoss
+from ltbench.methods.one_stage import OneStageLoss, ce_stage_key
 from ltbench.registry import METHODS
 
 
@@ -12,3 +12,6 @@ class CE(OneStageLoss):
 
     display_name = "CE"
     paper = "Cross-entropy baseline; recipe of Cao et al., NeurIPS 2019 (LDAM-DRW)"
+
+    def stage_key(self, index: int) -> dict:
+        return ce_stage_key(self.hp)

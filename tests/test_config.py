@@ -117,5 +117,5 @@ def test_run_flags_and_sweep_keys_derive_from_the_config_fields():
     flags = {o for a in run._actions for o in a.option_strings}
     for f in dataclasses.fields(RunConfig):
         if f.metadata.get("cli", True):
-            assert "--" + f.name.replace("_", "-") in flags
+            assert f.metadata.get("flag", "--" + f.name.replace("_", "-")) in flags
     assert {"pretrained", "image_size", "workers", "compile"} <= set(RUN_FIELDS)

@@ -45,17 +45,17 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         meta = f.metadata
         if meta.get("cli", True) is False:
             continue
-        flag, hint = "--" + f.name.replace("_", "-"), str(f.type)
+        flag, hint = meta.get("flag") or "--" + f.name.replace("_", "-"), str(f.type)
         help_text = meta.get("help", "")
         if hint == "bool":
-            p.add_argument(flag, action="store_true", help=help_text)
+            p.add_argument(flag, dest=f.name, action="store_true", help=help_text)
         elif f.name == "preset":
-            p.add_argument(flag, action="append", help=help_text)
+            p.add_argument(flag, dest=f.name, action="append", help=help_text)
         else:
             default = None if f.default is dataclasses.MISSING else f.default
             if meta.get("choices"):
                 help_text += f" [{' | '.join(meta['choices'])}]"
-            p.add_argument(flag, type=_flag_type(f.name, hint), default=default, help=help_text)
+            p.add_argument(flag, dest=f.name, type=_flag_type(f.name, hint), default=default, help=help_text)
     p.add_argument("--batch-size", type=int, help="batch size of the main stage (= --set batch_size=N)")
     p.add_argument("--lr", type=float, help="learning rate of the main stage (= --set lr=X)")
     p.add_argument(

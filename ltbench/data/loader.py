@@ -13,7 +13,8 @@ from ltbench.data.files import FileImages
 from ltbench.data.transforms import Transform, normalise
 from ltbench.errors import ConfigError
 
-SAMPLERS = ("instance", "class_balanced", "sqrt", "subset")
+SAMPLERS = ("instance", "class_balanced", "class_aware", "sqrt", "subset")
+CLASS_AWARE_PER_VISIT = 4  # classifier-balancing ClassAwareSampler num_samples_cls (config/*/cls_crt.yaml)
 
 
 def epoch_order(
@@ -33,6 +34,8 @@ def epoch_order(
     dev = labels.device
     if sampler == "instance":
         return torch.randperm(len(labels), generator=gen, device=dev)
+    if sampler == "class_aware":
+        return class_aware_order(labels, num_classes, gen)
     if sampler == "subset":
         if subset is None:
             raise RuntimeError("subset sampler used before the method set a subset")
@@ -47,6 +50,40 @@ def epoch_order(
     offsets = torch.cumsum(counts, 0) - counts
     within = (torch.rand(len(labels), generator=gen, device=dev, dtype=torch.float64) * counts[cls]).long()
     return by_class[offsets[cls] + within]
+
+
+def class_aware_order(
+    labels: torch.Tensor, num_classes: int, gen: torch.Generator, per_visit: int = CLASS_AWARE_PER_VISIT
+) -> torch.Tensor:
+    """classifier-balancing's ClassAwareSampler (data/ClassAwareSampler.py), vectorised: an epoch of
+    max_c(n_c) x C samples; classes are visited in a shuffled round-robin (reshuffled every full round), each
+    visit takes ``per_visit`` consecutive images from that class's own cycle through its images (reshuffled
+    every pass). Deliberate difference: the official iterators carry over from one epoch to the next; here each
+    epoch starts them afresh from the epoch's seed, so an epoch (and a resumed run) is reproducible alone."""
+    dev = labels.device
+    counts = torch.bincount(labels, minlength=num_classes)
+    present = torch.nonzero(counts).flatten()
+    total = int(counts.max()) * len(present)
+    visits = -(-total // per_visit)
+    rounds = -(-visits // len(present))
+    cls = torch.cat([present[torch.randperm(len(present), generator=gen, device=dev)] for _ in range(rounds)])[:visits]
+    by_class = torch.argsort(labels, stable=True)
+    offsets = torch.cumsum(counts, 0) - counts
+    need = torch.bincount(cls, minlength=num_classes) * per_visit
+    streams, starts, pos = [], torch.zeros(num_classes, dtype=torch.long, device=dev), 0
+    for c in present.tolist():  # per epoch, not per step
+        members = by_class[int(offsets[c]) : int(offsets[c] + counts[c])]
+        passes = -(-int(need[c]) // len(members))
+        perms = [members[torch.randperm(len(members), generator=gen, device=dev)] for _ in range(passes)]
+        streams.append(torch.cat(perms)[: int(need[c])])
+        starts[c], pos = pos, pos + int(need[c])
+    stream = torch.cat(streams)
+    sorted_cls, visit_order = torch.sort(cls, stable=True)
+    rank = torch.empty_like(cls)
+    first = torch.searchsorted(sorted_cls, sorted_cls, right=False)  # first visit of the same class
+    rank[visit_order] = torch.arange(visits, device=dev) - first
+    items = starts[cls][:, None] + per_visit * rank[:, None] + torch.arange(per_visit, device=dev)[None, :]
+    return stream[items.flatten()][:total]
 
 
 class DeviceBatches:

@@ -65,9 +65,14 @@ def lr_factor(stage: Stage, epoch: int, it: int, iters_per_epoch: int) -> float:
         progress = min(1.0, max(0.0, (t - w) / span))
         lo = stage.final_lr_factor
         return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * progress))
+    if stage.schedule == "cosine_epoch":
+        # classifier-balancing (run_networks.py): CosineAnnealingLR(T_max=E, eta_min=endlr) stepped at the *start*
+        # of every epoch, so 0-based epoch e trains at lr·(1 + cos(π(e+1)/E))/2 and the last epoch at the floor
+        lo = stage.final_lr_factor
+        return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch + 1) / max(1, stage.epochs))))
     if stage.schedule == "constant":
         return 1.0
-    raise ConfigError(f"unknown schedule {stage.schedule!r}; known: step, cosine, constant")
+    raise ConfigError(f"unknown schedule {stage.schedule!r}; known: step, cosine, cosine_epoch, constant")
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -55,12 +55,13 @@ def seed_for(seed: int, *parts: int) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
-def backbone_hash(model: nn.Module, trainable: str = "head") -> str:
+def backbone_hash(model: nn.Module, trainable: str = "head", buffers: bool = True) -> str:
     """Digest of every frozen tensor (weights and BN buffers) for the partial-stage check: the backbone of a
-    head-only stage, or everything outside ``model.<trainable>`` for a module-only stage (RIDE's router)."""
+    head-only stage, or everything outside ``model.<trainable>`` for a module-only stage (RIDE's router).
+    ``buffers=False``: parameters only (a stage that lets BatchNorm re-estimate its statistics)."""
     h = hashlib.sha256()
     if trainable == "head":
-        frozen = model.backbone.state_dict()
+        frozen = dict(model.backbone.named_parameters()) if not buffers else model.backbone.state_dict()
     else:
         frozen = {k: v for k, v in model.state_dict().items() if not k.startswith(f"{trainable}.")}
     for name, t in sorted(frozen.items()):
@@ -207,7 +208,7 @@ class Trainer:
     def _train_mode(self, stage: Stage) -> None:
         if stage.trainable in ("all", "head"):
             self.model.train()
-            if stage.trainable == "head":
+            if stage.trainable == "head" and not stage.bn_train:
                 self.model.backbone.eval()  # frozen backbone: BN statistics must not move
         else:
             self.model.eval()  # frozen experts: no BN statistics move either
@@ -235,13 +236,14 @@ class Trainer:
             self.optimizer.load_state_dict(opt_state)
         if fresh:
             partial = stage.trainable != "all"
-            state.backbone_hash = backbone_hash(self.model, stage.trainable) if partial else None
+            state.backbone_hash = backbone_hash(self.model, stage.trainable, not stage.bn_train) if partial else None
         self.method.on_stage_start(stage, self.model, self.ctx)
         for epoch in range(state.epoch if not fresh else 0, stage.epochs):
             self._run_epoch(idx, stage, epoch, state)
             state.stage, state.epoch, state.step = idx, epoch + 1, 0
             self.save(state)
-        if stage.trainable != "all" and backbone_hash(self.model, stage.trainable) != state.backbone_hash:
+        frozen = backbone_hash(self.model, stage.trainable, not stage.bn_train) if stage.trainable != "all" else None
+        if frozen is not None and frozen != state.backbone_hash:
             raise FrozenWeightsChanged(
                 f"stage {stage.name!r} of {self.method.name} trains only model.{stage.trainable}, yet weights it "
                 "declares frozen changed during the stage (a bug in the method: it must not modify them, e.g. "

@@ -136,6 +136,12 @@ class ContrastiveTwoStage(Method):
         )
         return [pre, ft]
 
+    def stage_key(self, index: int) -> dict:
+        """Stage 1 reads no stage-2 hparam: runs differing only in their classifier stage share it (``--from``)."""
+        if index == 0:
+            return {"method": self.name, "hp": {k: v for k, v in self.hp.items() if k not in STAGE2_HP}}
+        return super().stage_key(index)
+
     def training_step(self, model, batch, stage, epoch) -> dict:
         if stage.name == "contrastive":
             return self.contrastive_step(model, batch, epoch)
