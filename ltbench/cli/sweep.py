@@ -24,6 +24,7 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs of every run's main stage")
     p.add_argument("--run-preset", action="append", help="run preset for every run (e.g. quick)")
     p.add_argument("--data-root")
+    p.add_argument("--from", dest="from_run", help="take identical first stages from finished runs under this folder")
     p.add_argument("--out", help="output root (default: $LTBENCH_OUT or ./ltbench-out)")
     p.add_argument("--launcher", default="debug", help="debug (in-process) | local | slurm")
     p.add_argument("--preset", help="cluster preset from slurm/presets.toml (e.g. dev, gpu1)")
@@ -56,6 +57,8 @@ def spec_from_args(args: argparse.Namespace):
         spec.run["preset"] = [p for v in args.run_preset for p in v.split(",") if p]
     if args.data_root:
         spec.run["data_root"] = args.data_root
+    if args.from_run:
+        spec.run["from_run"] = args.from_run
     return spec
 
 
