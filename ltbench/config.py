@@ -53,7 +53,9 @@ class RunConfig:
     profile: str = option("exp", "class-count profile", choices=("exp", "step"))
     subset: str = option("ldam", "which images: LDAM-DRW's exact rule or dataset order", choices=("ldam", "first"))
     val: str = option("none", "held-out balanced validation split (docs/protocol.md §0.1 B)", choices=("none", "B"))
-    shots: tuple[int, int] | None = option(None, "many/few thresholds MANY,FEW (default: the dataset's)")
+    shots: tuple[int, int] | None = option(
+        None, "many/few thresholds MANY,FEW (default: the dataset's; 500,200 on CIFAR-10-LT, else 100,20)"
+    )
     ssp: bool = option(False, "rotation self-supervised stage 0 before the method")
     precision: str = option(
         "auto", "autocast precision (auto: bf16 where the device runs it fast)", choices=("auto", "bf16", "fp32")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ltbench.config import QUICK_EPOCHS, SCALE_PRESETS, RunConfig, parse_value
+from ltbench.data.longtail import default_shots
 from ltbench.errors import ConfigError
 from ltbench.method import HP
 
@@ -138,5 +139,5 @@ def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] =
         backbone=cfg.backbone or backbone or method_cls.default_backbone,
         scale=scale,
         presets=tuple(presets),
-        shots=tuple(cfg.shots or shots or (100, 20)),
+        shots=tuple(cfg.shots or shots or default_shots(cfg.dataset)),
     )

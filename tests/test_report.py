@@ -23,7 +23,7 @@ from ltbench.records import write_json_atomic, write_result
 from ltbench.report import load_records, load_status, regroup
 from ltbench.report.table import PUBLISHED_CSV, build_grid, join_published, load_published, make_table, summarize
 
-COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, IR 100 (METHODS.md §0.1)
+COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, IR 100 (docs/protocol.md §0.1)
 BASE = [0.9, 0.9, 0.9, 0.9, 0.9, 0.7, 0.7, 0.7, 0.5, 0.5]
 SHIFTS = (0.0, 0.02, 0.04)  # one per seed: means shift by +0.02, sample std of overall = 2 points
 OFFSETS = {"ce": 0.0, "focal": -0.01, "ldam_drw": 0.03}  # overall 78.0 / 77.0 / 81.0
@@ -136,7 +136,7 @@ def test_load_records_keeps_failed_and_incomplete_apart(records):
 
 
 def test_regroup_with_other_thresholds_matches_hand_values(records):
-    df = load_records(records)
+    df = load_records(records, shots=(100, 20))
     ce0 = df[(df["method"] == "ce") & (df["seed"] == 0)].iloc[0]
     assert ce0["many"] == pytest.approx((5 * 0.9 + 3 * 0.7) / 8) and ce0["medium"] == pytest.approx(0.5)
     assert math.isnan(ce0["few"]) and ce0["few_classes"] == 0
@@ -146,6 +146,8 @@ def test_regroup_with_other_thresholds_matches_hand_values(records):
     assert ce0["many"] == pytest.approx(0.9) and ce0["medium"] == pytest.approx(0.7)
     assert ce0["few"] == pytest.approx((0.7 + 0.5 + 0.5) / 3)
     assert load_records(records, shots=(500, 200))["few"].notna().all()
+    default = load_records(records)  # CIFAR-10-LT's own thresholds (500/200, as the BNS paper) unless --shots
+    assert (default["shots_many"] == 500).all() and default["few"].notna().all()
 
 
 def test_mean_std_and_highlighting_by_hand(records):
@@ -154,14 +156,15 @@ def test_mean_std_and_highlighting_by_hand(records):
     assert ov.loc["ce", "mean"] == pytest.approx(78.0) and ov.loc["ce", "std"] == pytest.approx(2.0)
     assert ov.loc["focal", "mean"] == pytest.approx(77.0) and ov.loc["ldam_drw", "mean"] == pytest.approx(81.0)
     assert (ov["n"] == 3).all() and ov.loc["ce", "seeds"] == "0,1,2"
-    text = make_table(records, fmt="markdown")
+    text = make_table(records, fmt="markdown", shots="100,20")
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert "**81.0 ± 2.0**" in rows["LDAM-DRW"] and "<u>78.0 ± 2.0</u>" in rows["CE"]
     assert "**" not in rows["Focal"] and "<u>" not in rows["Focal"]
-    assert "n/a" in rows["CE"]  # CIFAR-10-LT has no few class at 100/20 (METHODS.md §0.3)
-    assert "Many (8)" in text and "Medium (2)" in text and "Few (0)" in text and "Overall (10)" in text
+    assert "n/a" in rows["CE"]  # CIFAR-10-LT has no few class at 100/20 (docs/protocol.md §0.3)
+    assert "Many >100 (8)" in text and "Medium 20–100 (2)" in text and "Few <20 (0)" in text
+    assert "Overall (10)" in text
     assert "1 failed" in text and "1 incomplete" in text  # excluded runs are named, not silently dropped
-    assert "Few (3)" in make_table(records, fmt="markdown", shots="500,200")
+    assert "Few <200 (3)" in make_table(records, fmt="markdown")  # the dataset's default thresholds
 
 
 def test_distinct_configs_are_separate_rows_not_seeds(tmp_path):
@@ -204,7 +207,10 @@ def test_published_join_difference(records, tmp_path):
     summary = join_published(summarize(load_records(records)), load_published(pub))
     ce = summary[summary["method"] == "ce"].set_index("metric")
     assert ce.loc["overall", "published"] == 70.0 and ce.loc["overall", "diff"] == pytest.approx(8.0)
-    assert ce.loc["many", "published"] == 80.0 and math.isnan(ce.loc["many", "diff"])  # other thresholds: no Δ
+    assert ce.loc["many", "published"] == 80.0 and ce.loc["many", "diff"] == pytest.approx(12.0)  # same 500/200
+    other = join_published(summarize(load_records(records, shots=(100, 20))), load_published(pub))
+    many = other[(other["method"] == "ce") & (other["metric"] == "many")].iloc[0]
+    assert many["published"] == 80.0 and math.isnan(many["diff"])  # other thresholds: no Δ
     text = make_table(records, fmt="markdown", published=pub)
     row = next(line for line in text.splitlines() if line.startswith("| CE "))
     assert "70.0" in row and "+8.0" in row and "Paper A" in text
@@ -221,7 +227,7 @@ def test_published_csv_is_complete():
     assert len(poster) == 40 and set(poster["dataset"]) == {"cifar10_lt", "cifar100_lt", "imagenet_lt", "inat2018"}
     bns = poster.set_index(["method", "dataset"]).loc[("bns_ipdpp", "cifar100_lt")]
     assert (bns["many"], bns["medium"], bns["few"], bns["overall"]) == (62.4, 59.7, 31.9, 52.4)
-    assert (pub.loc[pub["method"] == "focal", "status"] == "UNVERIFIED").sum() == 2  # METHODS.md §10
+    assert (pub.loc[pub["method"] == "focal", "status"] == "UNVERIFIED").sum() == 2  # docs/methods.md §10
     assert pub["status"].isin(["published", "secondary", "UNVERIFIED"]).all()
 
 
@@ -368,3 +374,35 @@ def test_git_info_hashes_the_uncommitted_diff(tmp_path, monkeypatch):
     (repo / "f.txt").write_text("c\n")
     two = records.git_info()
     assert one["dirty"] and two["dirty"] and one["diff_sha256"] != two["diff_sha256"]
+
+
+def test_best_test_column_is_the_best_logged_or_final_epoch_and_marked(tmp_path):
+    run_dir = fake_run(tmp_path, "ce", 0, BASE)  # final overall 0.78; the log holds test_acc 0.5 at epoch 1
+    with open(run_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps({"stage": 0, "epoch": 3, "loss": 0.9, "test_acc": 0.83}) + "\n")
+    df = load_records(tmp_path)
+    assert df["best_test"].iloc[0] == pytest.approx(0.83) and df["epochs_evaluated"].iloc[0] == 3
+    text = make_table(tmp_path, metrics="best_test")
+    assert "Best-test†" in text and "| 83.0 " in text and "selected on the test set" in text
+    assert "Best-test" not in make_table(tmp_path)  # never by default
+
+
+def test_a_shortened_recipe_is_labelled_next_to_published_numbers(tmp_path):
+    run_dir = fake_run(tmp_path, "ce", 0, BASE)
+    for name in ("config.json", "result.json"):
+        rec = json.loads((run_dir / name).read_text())
+        rec["config"]["preset"], rec["resolved"]["presets"] = ["quick"], ["quick"]
+        (run_dir / name).write_text(json.dumps(rec))
+    text = make_table(tmp_path, published=True)
+    assert "CE [quick]" in text and "its Δ to the paper measures the budget" in text
+    assert "[quick]" not in make_table(tmp_path)  # without published numbers nothing is compared
+
+
+def test_run_records_use_the_dataset_thresholds():
+    from ltbench.config import RunConfig
+    from ltbench.registry import METHODS
+    from ltbench.resolve import resolve
+
+    assert resolve(RunConfig(method="ce", dataset="cifar10_lt"), METHODS.get("ce")).shots == (500, 200)
+    assert resolve(RunConfig(method="ce", dataset="cifar100_lt"), METHODS.get("ce")).shots == (100, 20)
+    assert resolve(RunConfig(method="ce", dataset="cifar10_lt", shots=(100, 20)), METHODS.get("ce")).shots == (100, 20)

@@ -30,7 +30,13 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
         help="show published numbers and ours minus them (default file: results/published.csv)",
     )
     p.add_argument("--source", help="with --published: only sources containing this text (e.g. 'poster')")
-    p.add_argument("--metrics", help="extra columns: macro_f1,g_mean,ece,wn_var")
+    p.add_argument("--metrics", help="extra columns: macro_f1,g_mean,ece,wn_var,best_test")
+    p.add_argument(
+        "--select",
+        choices=("final", "best-test"),
+        default="final",
+        help="best-test: add the test-selected best epoch (marked †, for comparison with releases that report it)",
+    )
     p.add_argument("--digits", type=int, default=1, help="decimals (default 1, as in the papers)")
     p.add_argument("--out", help="write to this file instead of stdout")
 
@@ -55,7 +61,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         datasets=args.datasets,
         shots=args.shots,
         published=args.published,
-        metrics=args.metrics,
+        metrics=",".join(m for m in ((args.metrics or ""), "best_test" if args.select == "best-test" else "") if m),
         digits=args.digits,
         source=args.source,
     )

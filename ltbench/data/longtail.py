@@ -86,6 +86,16 @@ def select_indices(
     return np.concatenate(picked).astype(np.int64) if picked else np.zeros(0, np.int64)
 
 
+DEFAULT_SHOTS = (100, 20)  # classifier-balancing's shot_acc: many > 100, few < 20 (docs/protocol.md §0.3)
+# CIFAR-10-LT has no class under 20 images at IR 100; the BNS paper (and its code) use many > 500, few < 200 there
+DATASET_SHOTS = {"cifar10_lt": (500, 200)}
+
+
+def default_shots(dataset: str) -> tuple[int, int]:
+    """The many/few thresholds a dataset's tables and records use unless ``--shots`` says otherwise."""
+    return DATASET_SHOTS.get(dataset, DEFAULT_SHOTS)
+
+
 def shot_groups(train_counts: Sequence[int], many: int = 100, few: int = 20) -> dict[str, list[int]]:
     """Class indices per shot group: many ``n > many``, medium ``few <= n <= many``, few ``n < few``.
 

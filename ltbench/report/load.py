@@ -160,7 +160,19 @@ def record_row(run_dir: Path, rec: dict, state: str = "done") -> dict:
     row.update(_config_columns(rec))
     row.update(_metric_columns(rec))
     row.update(_other_columns(rec))
+    row.update(_best_test(run_dir, row.get("overall")))
     return row
+
+
+def _best_test(run_dir: Path, final: float | None) -> dict:
+    """The best test accuracy over the epochs that were evaluated (log.jsonl ``test_acc``, --eval-every) and the
+    final epoch: what the LDAM-DRW/RIDE/BNS releases report. For comparison only, never the headline."""
+    from ltbench.records import log_entries
+
+    accs = [e["test_acc"] for e in log_entries(run_dir) if e.get("test_acc") is not None]
+    final = _num(final)
+    values = accs + ([final] if final == final else [])
+    return {"best_test": max(values) if values else float("nan"), "epochs_evaluated": len(values)}
 
 
 def _status_row(run_dir: Path, state: str) -> dict:
@@ -217,8 +229,8 @@ def load_records(
         detail = f"{len(dirs)} run directories, none done ({_count_states(not_done)})" if dirs else "no run directories"
         raise ConfigError(f"no completed runs under {where}: {detail}; check the path, or `ltbench status <sweep dir>`")
     df = pd.DataFrame(rows)
-    if shots is not None and len(df):
-        df = regroup(df, shots)
+    if len(df):
+        df = regroup_by_dataset(df, shots)
     df.attrs["not_done"] = not_done
     df.attrs["duplicates"] = duplicates
     return df
@@ -272,6 +284,18 @@ def regroup(df: pd.DataFrame, shots: tuple[int, int]) -> pd.DataFrame:
     for key in ("many", "medium", "few", "many_classes", "medium_classes", "few_classes"):
         out[key] = [v[key] for v in values]
     out["shots_many"], out["shots_few"] = many, few
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def regroup_by_dataset(df: pd.DataFrame, shots: tuple[int, int] | None) -> pd.DataFrame:
+    """Groups recomputed with ``shots`` for every dataset, or with each dataset's default thresholds
+    (``ltbench.data.longtail.default_shots``: 500/200 on CIFAR-10-LT) whatever each run recorded."""
+    from ltbench.data.longtail import default_shots
+
+    groups = df.groupby("dataset", sort=False, dropna=False)
+    parts = [regroup(g, shots or default_shots(ds if isinstance(ds, str) else "")) for ds, g in groups]
+    out = pd.concat(parts).loc[df.index] if parts else df
     out.attrs = dict(df.attrs)
     return out
 

@@ -304,5 +304,7 @@ def make_plot(
     df = df.assign(row=row_labels(df))
     try:
         return PLOTS[kind](df, Path(out_dir))
+    except ConfigError:
+        raise
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:  # data the figure cannot show
         raise DataError(f"the {kind} figure cannot be drawn from these runs: {type(exc).__name__}: {exc}") from exc

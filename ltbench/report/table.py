@@ -27,6 +27,7 @@ METRICS = {
     "medium": ("Medium", 100, True),
     "few": ("Few", 100, True),
     "overall": ("Overall", 100, True),
+    "best_test": ("Best-test†", 100, True),  # --select best-test: the releases' test-selected epoch, never headline
     "macro_f1": ("Macro-F1", 100, True),
     "g_mean": ("G-mean", 100, True),
     "ece": ("ECE", 100, False),
@@ -51,6 +52,15 @@ METHOD_ORDER = (
 def _order(name: str, order: list[str] | tuple[str, ...]) -> tuple:
     base = name.split(" ")[0].removesuffix("+ssp")
     return (order.index(base) if base in order else len(order), name)
+
+
+def budget(r) -> str:
+    """How a run's recipe was shortened (``quick`` preset, ``--epochs``): '' for the method's full recipe."""
+    presets = str(r.get("preset") or "")
+    if "quick" in presets.split(","):
+        return "quick"
+    epochs = r.get("epochs")
+    return f"{int(epochs)} ep" if epochs is not None and epochs == epochs else ""
 
 
 def row_labels(df: pd.DataFrame) -> pd.Series:
@@ -116,6 +126,7 @@ def summarize(df: pd.DataFrame, metrics: tuple[str, ...] = ACCURACY) -> pd.DataF
                     "imbalance_ratio": g["imbalance_ratio"].iloc[0],
                     "backbone": g["backbone"].iloc[0],
                     "capped": bool(g["capped"].fillna(False).any()) if "capped" in g else False,
+                    "budget": ",".join(sorted({budget(r) for _, r in g.iterrows()} - {""})),
                 }
             )
     return pd.DataFrame(out)
@@ -219,7 +230,7 @@ def build_grid(summary: pd.DataFrame, metrics: tuple[str, ...], digits: int = 1,
         if not grid.groups or grid.groups[-1][0] != ds:
             grid.groups.append((ds, 0))
         grid.groups[-1] = (ds, grid.groups[-1][1] + 1)
-        grid.heads.append({"ours": METRICS.get(m, ("",))[0], "pub": "Pub.", "diff": "Δ", "n": "n"}[kind])
+        grid.heads.append({"ours": _head(m, summary, ds), "pub": "Pub.", "diff": "Δ", "n": "n"}[kind])
         counts = sorted({c.classes for (_, d, mm), c in cell.items() if d == ds and mm == m and c.classes})
         grid.counts.append(f"({'/'.join(counts)})" if kind == "ours" and counts else "")
     styles = {}
@@ -228,13 +239,25 @@ def build_grid(summary: pd.DataFrame, metrics: tuple[str, ...], digits: int = 1,
             vals = {r: round(cell[r, ds, m].mean, digits) if (r, ds, m) in cell else math.nan for r in rows}
             styles[ds, m] = _styles(vals, METRICS[m][2])
     capped = set(summary.loc[summary["capped"].astype(bool), "row"]) if "capped" in summary else set()
+    budgets = summary.groupby("row")["budget"].first().to_dict() if "budget" in summary else {}
     for r in rows:
         cells = []
         for ds, m, kind in cols:
             c = cell.get((r, ds, m if kind != "n" else metrics[-1]))
             cells.append(_cell_text(c, kind, digits, styles.get((ds, m), {}).get(r, "")))
-        grid.rows.append((r + (" ‡" if r in capped else ""), cells))
+        label = r + (f" [{budgets[r]}]" if published and budgets.get(r) else "") + (" ‡" if r in capped else "")
+        grid.rows.append((label, cells))
     return grid
+
+
+def _head(metric: str, summary: pd.DataFrame, dataset: str) -> str:
+    """A metric's column head; the group thresholds are part of the many/medium/few heads (">500" ...)."""
+    name = METRICS.get(metric, ("",))[0]
+    shots = summary.loc[summary["dataset"] == dataset, "shots"]
+    if metric not in ("many", "medium", "few") or shots.empty or "?" in shots.iloc[0]:
+        return name
+    many, few = shots.iloc[0].split(",")
+    return name + {"many": f" >{many}", "medium": f" {few}–{many}", "few": f" <{few}"}[metric]
 
 
 def _cell_text(c, kind: str, digits: int, style: str) -> tuple[str, str]:
@@ -262,7 +285,7 @@ def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], pu
         f"Groups by training images per class: {shots}; class count of each group in parentheses.",
         "Bold: best, underlined: second best per column.",
     ]
-    if set(metrics) - set(ACCURACY):
+    if set(metrics) & {"macro_f1", "g_mean", "ece", "wn_var"}:
         notes.append("Macro-F1, G-mean and ECE (15 bins) in %; WN var: variance of per-class classifier weight norms.")
     if published:
         used = summary[summary["published"].notna()]
@@ -272,9 +295,21 @@ def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], pu
             extra = "; ".join(sorted({n for n in g["pub_note"] if n}))
             which = ", ".join(g["metric"])
             notes.append(
-                f"Pub. {method} on {DATASET_NAMES.get(ds, ds)} ({which}): {src}{flag}" + (f"; {extra}" if extra else "")
+                f"Pub. {display_name(method)} on {DATASET_NAMES.get(ds, ds)} ({which}): {src}{flag}"
+                + (f"; {extra}" if extra else "")
             )
         notes.append("Δ = ours − published (points)." if len(used) else "No published numbers match these rows.")
+    if "best_test" in metrics:
+        notes.append(
+            "† Best-test: the best test accuracy over the evaluated epochs (every epoch with --eval-every 1) and the "
+            "final one, i.e. selected on the test set as the LDAM-DRW, RIDE and BNS code do; for comparison with "
+            "their numbers only, never the result."
+        )
+    if published and "budget" in summary and summary["budget"].astype(bool).any():
+        notes.append(
+            "[quick] / [N ep]: a shortened recipe (the quick preset: every stage ≤ 20 epochs, milestones scaled; or "
+            "--epochs N), not the published one: its Δ to the paper measures the budget, not the method."
+        )
     if "capped" in summary and summary["capped"].astype(bool).any():
         notes.append(
             "‡ Trained with fewer images than the profile requests in some classes: the data's pool could not give "
@@ -324,6 +359,8 @@ def latex_escape(text: str) -> str:
         "_": r"\_",
         "{": r"\{",
         "}": r"\}",
+        "<": r"$<$",
+        ">": r"$>$",
         "~": r"\textasciitilde{}",
         "^": r"\textasciicircum{}",
     }
