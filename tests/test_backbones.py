@@ -12,7 +12,8 @@ from ltbench.models.backbones import TIMM_CURATED, build_backbone
 from ltbench.records import log_entries
 from ltbench.registry import BACKBONES, METHODS
 from ltbench.run import execute
-from tests.test_methods import _fast_overrides, _two_step_config
+from ltbench.train.trainer import load_checkpoint
+from tests.test_methods import _fast_overrides, _info, _two_step_config
 
 # Tiny members of each family, built by the same adapters as the curated entries (only sizes differ).
 TINY = {
@@ -39,11 +40,14 @@ def tiny_backbones():
         BACKBONES._entries.pop(name)
 
 
-@pytest.mark.parametrize("name", TIMM_CURATED)
-@pytest.mark.parametrize("size", [32, 224])
+# 224-px forwards of the large members (resnet50, swin_tiny, deit_small, vit_small) are left out: covered by
+# their 32-px build and by vit_tiny/deit_tiny at 224
+LARGE = ("resnet50", "swin_tiny", "deit_small", "vit_small")
+BUILDS = [(name, size) for size in (32, 224) for name in TIMM_CURATED if not (size == 224 and name in LARGE)]
+
+
+@pytest.mark.parametrize(("name", "size"), BUILDS, ids=[f"{n}-{s}" for n, s in BUILDS])
 def test_curated_backbones_build_at_32_and_224(name, size):
-    if size == 224 and name in ("resnet50", "swin_tiny", "deit_small", "vit_small"):
-        pytest.skip("224-px forward of the large members is covered by the 32-px build and vit_tiny/deit_tiny")
     net = build_backbone(name, size).eval()
     with torch.no_grad():
         out = net(torch.randn(2, 3, size, size))
@@ -111,6 +115,10 @@ def test_every_method_with_every_backbone_family(method, backbone, tmp_path):
             execute(cfg, progress=False)
         return
     rec = execute(cfg, progress=False)
-    assert rec["status"] == "done" and rec["model"]["params"] > 0
-    log = log_entries(cfg.run_dir)
-    assert log and all(torch.isfinite(torch.tensor(e["loss"])) for e in log)
+    assert rec["status"] == "done" and rec["resolved"]["backbone"] == backbone
+    # every stage ran its one epoch, on a model built around that backbone (its weights in the checkpoint)
+    stages = METHODS.get(method)(rec["resolved"]["hp"], _info(rec)).stages()
+    assert [e["stage_name"] for e in log_entries(cfg.run_dir)] == [s.name for s in stages for _ in range(s.epochs)]
+    weights = load_checkpoint(cfg.run_dir / "ckpt.pt")["model"]
+    own = {k.removeprefix("backbone.") for k in weights if k.startswith("backbone.")}
+    assert own == set(build_backbone(backbone, rec["data"]["image_size"]).state_dict())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ltbench.cli import main
 
 
@@ -9,8 +11,18 @@ def test_bench_compare_prints_both_loops(capsys):
     argv = ["bench", "compare", "--dataset", "synthetic_lt", "--workers", "0", "--precision", "fp32", "--threads", "1"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "conventional: PIL + torchvision + DataLoader" in out and "ltbench: device-resident" in out
-    assert "1.00x" in out
+    rows = {r[0].split(":")[0]: r for r in _table_rows(out)}
+    assert set(rows) == {"conventional", "ltbench"}, out
+    assert rows["conventional"][1] == rows["ltbench"][1] == "fp32"
+    # the ratio column is the ltbench images/s over the conventional one (both printed rounded to integers)
+    conv, speed, ratio = float(rows["conventional"][2]), float(rows["ltbench"][2]), float(rows["ltbench"][3][:-1])
+    assert ratio == pytest.approx(speed / conv, rel=1 / conv + 1 / speed, abs=0.005)
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """Body rows of a github-format table: cells, stripped."""
+    lines = [line for line in text.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[1:]]
 
 
 def test_bench_report_prints_timings(capsys):

@@ -34,10 +34,18 @@ def test_bad_input_one_line_exit_2(args, expect, tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
-def test_missing_data_root_is_actionable(tmp_path):
-    res = run_cli("run", "--dataset", "cifar10_lt", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path))
-    assert res.returncode == 2
-    assert "--data-root" in res.stderr and "Traceback" not in res.stderr
+def test_missing_data_root_is_actionable(tmp_path, monkeypatch, capsys):
+    """In-process, with the download failing as offline (tests/conftest.py: no_downloads): in a subprocess a
+    machine with network would download CIFAR-10 and train on it instead."""
+    from ltbench.cli import main
+
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)  # leave the test process's threads alone
+    argv = ["run", "--dataset", "cifar10_lt", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ltbench: error: cifar10 not found") and len(err.strip().splitlines()) == 1
+    assert "--data-root" in err and "offline" in err and "Traceback" not in err
+    assert not (tmp_path / "nowhere").exists() and not list(tmp_path.glob("runs/*"))  # nothing fetched or started
 
 
 def test_list_shows_all_registries():

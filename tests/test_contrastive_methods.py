@@ -1,4 +1,4 @@
-"""KCL / TSC / SBCL (METHODS.md §6–§8): losses on hand-made embeddings, TSC targets and assignment, SBCL
+"""KCL / TSC / SBCL (docs/methods.md §6–§8): losses on hand-made embeddings, TSC targets and assignment, SBCL
 clustering, the MoCo-style queue option, and one epoch per stage end to end on synthetic data (CPU)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The long-tail protocol (METHODS.md §0.1, §0.3): counts, LDAM-exact subsets, shot groups, natural order."""
+"""The long-tail protocol (docs/protocol.md §0.1, §0.3): counts, LDAM-exact subsets, shot groups, natural order."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from ltbench.data.longtail import class_counts, index_hash, lt_split, natural_key, select_indices, shot_groups
 from ltbench.errors import ConfigError, DataError
 
-CIFAR10_IR100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # METHODS.md §0.1 item 4
+CIFAR10_IR100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # docs/protocol.md §0.1 item 4
 
 
 def test_cifar_counts_match_the_protocol():

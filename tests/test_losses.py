@@ -1,4 +1,4 @@
-"""Losses checked against values computed by hand from the formulas (METHODS.md §2, §3, §6–§9, §13).
+"""Losses checked against values computed by hand from the formulas (docs/methods.md §2, §3, §6–§9, §13).
 
 Every reference value below is computed with plain Python ``math`` on scalars and explicit loops over the
 sets named in the formulas — never with the vectorised code under test.

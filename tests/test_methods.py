@@ -1,7 +1,7 @@
 """Every registered method, two steps per stage on the synthetic dataset (registry-parametrized)."""
 
+import numpy as np
 import pytest
-import torch
 
 from ltbench.config import RunConfig
 from ltbench.records import log_entries
@@ -31,13 +31,17 @@ def _fast_overrides(method: str) -> dict:
 def test_every_method_runs_every_stage(method, tmp_path):
     cfg = _two_step_config(tmp_path, method, hparams=_fast_overrides(method))
     rec = execute(cfg, progress=False)
-    assert rec["status"] == "done"
+    assert rec["status"] == "done"  # a non-finite loss would have stopped the run as failed
+    # the reported accuracies are those of the stored test predictions (counted here independently)
     m = rec["metrics"]
-    assert 0.0 <= m["overall"] <= 1.0 and len(m["per_class"]) == rec["data"]["num_classes"]
+    with np.load(cfg.run_dir / "predictions.npz") as z:
+        preds, labels = z["preds"], z["labels"]
+    assert m["overall"] == pytest.approx(float((preds == labels).mean()))
+    per_class = [float((preds[labels == c] == c).mean()) for c in range(rec["data"]["num_classes"])]
+    assert m["per_class"] == pytest.approx(per_class)
     log = log_entries(cfg.run_dir)
-    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in log)
-    n_stages = len({e["stage"] for e in log})
-    assert n_stages == len(METHODS.get(method)(rec["resolved"]["hp"], _info(rec)).stages())
+    stages = METHODS.get(method)(rec["resolved"]["hp"], _info(rec)).stages()
+    assert [e["stage_name"] for e in log] == [s.name for s in stages for _ in range(s.epochs)]
     # the checkpoint (model, optimizer, method and context state) holds only what weights_only accepts
     blob = load_checkpoint(cfg.run_dir / "ckpt.pt")
     assert set(blob) >= {"state", "model", "optimizer", "method", "ctx"}

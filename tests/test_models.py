@@ -6,7 +6,7 @@ from ltbench.registry import BACKBONES
 
 
 def test_resnet32_parameter_count():
-    # LDAM-DRW's resnet32: 0.46 M parameters (METHODS.md §0.5); 464,154 with a 10-class linear head
+    # LDAM-DRW's resnet32: 0.46 M parameters (docs/protocol.md §0.5); 464,154 with a 10-class linear head
     model = resnet32(10)
     assert sum(p.numel() for p in model.parameters()) == 464_154
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)

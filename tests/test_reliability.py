@@ -15,7 +15,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ import torch
 from ltbench.errors import LTBenchError
 from ltbench.records import run_state
 from ltbench.run import execute
-from tests.conftest import tiny_config
+from tests.conftest import count_lines, tiny_config, wait_until
 
 RUN_ARGS = ["--method", "ce", "--dataset", "synthetic_lt", "--epochs", "6", "--batch-size", "8", "--threads", "1"]
 RUN_ARGS += ["--precision", "fp32", "--device", "cpu", "--deterministic", "--eval-every", "0", "--quiet"]
@@ -39,6 +38,15 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
 
 
+def _start_paused(out: Path, marker: Path, epoch: int, where: int | str) -> subprocess.Popen:
+    """``ltbench run`` that stops at an exact moment of epoch ``epoch`` (tests/pause_at.py: right after step
+    ``where``, or inside the end-of-epoch checkpoint save for ``where="save"``), creates ``marker`` and waits
+    there for the test's signal."""
+    cmd = [sys.executable, "-m", "tests.pause_at", str(marker), "0", str(epoch), str(where), "run", *RUN_ARGS]
+    cmd += ["--out", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+
+
 def _finish(out: Path) -> tuple[dict, str]:
     proc = _start(out)
     stdout, stderr = proc.communicate(timeout=600)
@@ -49,15 +57,12 @@ def _finish(out: Path) -> tuple[dict, str]:
 
 def _log_lines(out: Path) -> int:
     logs = list((out / "runs").glob("*/log.jsonl")) if (out / "runs").exists() else []
-    return len(logs[0].read_text().splitlines()) if logs else 0
+    return count_lines(logs[0]) if logs else 0
 
 
-def _wait_for_epochs(proc: subprocess.Popen, out: Path, n: int, timeout: float = 300) -> None:
-    t0 = time.time()
-    while _log_lines(out) < n:
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() - t0 < timeout, "training made no progress"
-        time.sleep(0.05)
+def _checkpoint_state(out: Path) -> dict:
+    [run_dir] = (out / "runs").iterdir()
+    return torch.load(run_dir / "ckpt.pt", weights_only=False)["state"]
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +77,27 @@ def _epochs_logged(out: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
 
 
+STEPS_PER_EPOCH = 30  # synthetic_lt: 240 training images, batch 8
+
+
 def test_kill_9_at_random_points_then_resume_is_exact(tmp_path, reference):
+    """SIGKILL three times right after a (seeded) random step of increasing epochs, then once inside the last
+    epoch's checkpoint save, after its log line is written and before ckpt.pt is replaced: each resumed run
+    redoes exactly what the kill lost, and the log ends with every epoch exactly once."""
     rng = random.Random(0)
+    kills = [(e, rng.randint(1, STEPS_PER_EPOCH - 1)) for e in sorted(rng.sample(range(1, 5), 3))] + [(5, "save")]
     out = tmp_path / "out"
-    for target in sorted(rng.sample(range(1, 5), 3)):  # three SIGKILLs at increasing epochs, random step
-        proc = _start(out)
-        _wait_for_epochs(proc, out, target)
-        time.sleep(rng.uniform(0.0, 0.6))
+    for i, (epoch, where) in enumerate(kills):
+        marker = tmp_path / f"paused-{i}"
+        proc = _start_paused(out, marker, epoch, where)
+        wait_until(marker.exists, f"epoch {epoch} {where}", timeout=300, proc=proc)
         proc.kill()
-        proc.wait(timeout=60)
+        proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL
+        if where == "save":  # the epoch is logged, the checkpoint on disk is still the one before it
+            assert _epochs_logged(out) == list(range(epoch + 1)) and _checkpoint_state(out)["epoch"] == epoch
+        else:
+            assert _epochs_logged(out) == list(range(epoch))
     record, text = _finish(out)
     assert "ltbench: resuming" in text
     assert record["metrics"] == reference["metrics"]
@@ -122,21 +138,23 @@ def test_kill_9_in_the_first_steps_of_stage_2_then_resume_is_exact(tmp_path, met
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 128 + signal.SIGINT)])
 def test_sigterm_and_ctrl_c_save_a_mid_epoch_checkpoint(tmp_path, reference, sig, code):
-    out = tmp_path / "out"
-    proc = _start(out)
-    _wait_for_epochs(proc, out, 2)
-    time.sleep(0.3)  # inside epoch 3 (30 steps of batch 8 per epoch)
+    """The signal arrives right after step 11 of epoch 3 (of 30 steps): the run stops after the step in
+    progress, 12, and its checkpoint is that moment's."""
+    out, marker, step = tmp_path / "out", tmp_path / "paused", 11
+    proc = _start_paused(out, marker, 2, step)
+    wait_until(marker.exists, f"step {step} of epoch 3", timeout=300, proc=proc)
+    assert _log_lines(out) == 2  # inside epoch 3
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr
-    assert f"stopped by {signal.Signals(sig).name}" in stderr and "checkpoint saved" in stderr
-    assert "Traceback" not in stderr
+    assert f"stopped by {signal.Signals(sig).name} at stage 0 epoch 2 step {step + 1}" in stderr
+    assert "checkpoint saved" in stderr and "Traceback" not in stderr
     [run_dir] = (out / "runs").iterdir()
-    state = torch.load(run_dir / "ckpt.pt", weights_only=False)["state"]
-    assert state["step"] > 0, "the checkpoint is not the interrupted moment's"
+    state = _checkpoint_state(out)
+    assert (state["stage"], state["epoch"], state["step"]) == (0, 2, step + 1), "not the interrupted moment's"
     assert run_state(run_dir) == "incomplete"
     record, text = _finish(out)
-    assert f"step {state['step']}" in text  # "resuming ... at stage 0 epoch E step S"
+    assert f"at stage 0 epoch 2 step {step + 1}" in text  # "resuming ... at stage 0 epoch E step S"
     assert record["metrics"] == reference["metrics"]
     assert _epochs_logged(out) == list(range(6))
 
@@ -173,9 +191,10 @@ def test_corrupt_files_are_detected_and_only_that_run_recovers(out_dir, damage, 
         result.write_text(result.read_text()[:100])
     assert run_state(cfg.run_dir) == "incomplete"
     rec = execute(cfg, progress=False)
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # ltbench's console lines go to stderr
     if damage.endswith("ckpt"):
-        assert "is unreadable" in printed and "starting over" in printed
+        assert "is truncated or corrupt" in printed and "restarting" in printed
+        assert len(list(cfg.run_dir.glob("ckpt.pt.corrupt-*"))) == 1  # set aside, never deleted
     else:
         assert "resuming" in printed  # the intact final checkpoint: re-evaluated, nothing retrained
     assert _same(rec["metrics"], reference["metrics"])
@@ -228,12 +247,16 @@ def test_disk_full_on_the_result_keeps_the_previous_record(out_dir, monkeypatch)
 
 SIXTEEN = """
 import sys, time
+from pathlib import Path
 from ltbench.config import RunConfig
 from ltbench.run import execute
-seed, out, start = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+seed, out, ready = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 cfg = RunConfig(method="ce", dataset="synthetic_lt", epochs=1, eval_every=0, precision="fp32", device="cpu",
                 threads=1, seed=seed, out=out, sweep="many", hparams={"batch_size": 128})
-time.sleep(max(0.0, start - time.time()))
+(ready / str(seed)).touch()  # imports done; train once all 16 are here, so that the runs end within moments
+deadline = time.monotonic() + 600
+while len(list(ready.iterdir())) < 16 and time.monotonic() < deadline:
+    time.sleep(0.05)
 execute(cfg, progress=False)
 """
 
@@ -242,12 +265,13 @@ execute(cfg, progress=False)
 def test_sixteen_processes_finish_into_one_sweep_directory(tmp_path):
     from ltbench.report import load_records
 
-    start = time.time() + 20  # all imports done before anyone trains: the runs end within moments
+    ready = tmp_path / "ready"  # a barrier: one file per process that has finished importing
+    ready.mkdir()
     procs = [
-        subprocess.Popen([sys.executable, "-c", SIXTEEN, str(s), str(tmp_path), str(start)], env=_env())
+        subprocess.Popen([sys.executable, "-c", SIXTEEN, str(s), str(tmp_path), str(ready)], env=_env())
         for s in range(16)
     ]
-    assert all(p.wait(timeout=600) == 0 for p in procs)
+    assert all(p.wait(timeout=900) == 0 for p in procs)
     runs = sorted((tmp_path / "many").iterdir())
     assert len(runs) == 16 and all(run_state(r) == "done" for r in runs)
     df = load_records(tmp_path / "many")

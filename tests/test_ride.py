@@ -1,4 +1,4 @@
-"""RIDE (METHODS.md §5): the multi-expert wrapper, the loss, and one tiny end-to-end run."""
+"""RIDE (docs/methods.md §5): the multi-expert wrapper, the loss, and one tiny end-to-end run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RIDE-EA router (METHODS.md §5 stage 2) and RIDE distillation from a stored teacher run."""
+"""RIDE-EA router (docs/methods.md §5 stage 2) and RIDE distillation from a stored teacher run."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@
 #   SLURM_LOCAL_CPUS   CPUs advertised for the node (default: nproc)
 #   SLURM_LOCAL_MEM_MB RealMemory for the node in MB (default: from `slurmd -C`, minus 1 GiB headroom)
 #   SLURM_LOCAL_WAIT   seconds to wait for the node to become idle (default 60)
+#   SLURM_LOCAL_KEEP_STATE=1  keep the jobs saved by a controller that is no longer running (default: cleared)
 #   SLURM_LOCAL_SACCT_SHIM=0  do not install the /usr/local/bin/sacct shim (see below)
 #
 # Why a sacct shim: submitit polls job state with plain `sacct`. Without slurmdbd (no accounting
@@ -198,8 +199,12 @@ if pid_alive "$ctld_pid" && scontrol ping 2>/dev/null | grep -q 'is UP'; then
 else
     rm -f /run/slurm/slurmctld.pid
     log "starting slurmctld"
-    # -i: ignore state files that do not match the config (e.g. after a node rename)
-    slurmctld -i || die "slurmctld failed to start (see /var/log/slurm/slurmctld.log)"
+    # -i: ignore state files that do not match the config (e.g. after a node rename). -c: start with no jobs.
+    # The saved state of a controller that is not running holds jobs of daemons that are gone (a previous
+    # boot, a machine image): on restart they would show as running for ever and hold the node's CPUs, so
+    # every new job (the CI's slurm tests) would wait behind them. SLURM_LOCAL_KEEP_STATE=1 keeps them.
+    clear=(-c); [ "${SLURM_LOCAL_KEEP_STATE:-0}" = 1 ] && clear=()
+    slurmctld -i "${clear[@]}" || die "slurmctld failed to start (see /var/log/slurm/slurmctld.log)"
     for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q 'is UP' && break; sleep 0.2; done
     scontrol ping 2>/dev/null | grep -q 'is UP' || die "slurmctld did not come up (see /var/log/slurm/slurmctld.log)"
 fi
