@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Regenerates results/cifar10_lt_full/ from scratch: the papers' full recipes on the shared real CIFAR-10-LT
+# (IR 100, ResNet-32, seed 0, 200 epochs, bf16 autocast, test accuracy logged every epoch for the best-test†
+# column) through the local one-node SLURM cluster, two 1-thread jobs at a time (~2-3 h per run on a 2-core
+# CPU). slurm/full_cifar10.toml (ce, ldam_drw, ce_drw, focal) first; the decoupling spec takes its CE stage
+# from that sweep's finished ce run (--from); then RIDE and CE in fp32. The finished runs' records (config,
+# result, log, predictions, feature sample; not the checkpoints) are copied to runs/, the tables made from them.
+#   DATA=/path/holding/cifar10 [RUNS=runs/folder] bash results/cifar10_lt_full/regenerate.sh
+source "$(dirname "$0")/../common.sh"
+run_sweep slurm/full_cifar10.toml
+ltbench sweep slurm/full_cifar10_decoupling.toml --from "$SWEEP" --launcher slurm --preset localhost \
+    --data-root "$DATA" --out "$RUNS" --wait
+run_sweep slurm/full_cifar10_more.toml
+run_sweep slurm/full_cifar10_fp32.toml
+OUT=results/cifar10_lt_full
+for run in "$SWEEP"/*/; do
+    [ -f "$run/done" ] || continue
+    mkdir -p "$OUT/runs/$(basename "$run")"
+    cp "$run"/{config.json,result.json,log.jsonl,predictions.npz,features.npz,done} "$OUT/runs/$(basename "$run")/"
+done
+bash "$OUT/tables.sh"
