@@ -27,7 +27,7 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_run", help="take identical first stages from finished runs under this folder")
     p.add_argument("--out", help="output root (default: $LTBENCH_OUT or ./ltbench-out)")
     p.add_argument("--launcher", default="debug", help="debug (in-process) | local | slurm")
-    p.add_argument("--preset", help="cluster preset from slurm/presets.toml (e.g. dev, gpu1)")
+    p.add_argument("--preset", help="cluster preset: ltbench/sweep/presets.toml or $LTBENCH_PRESETS (e.g. dev, gpu1)")
     p.add_argument("--array-parallelism", type=int, help="max simultaneously running array tasks")
     p.add_argument("--dry-run", action="store_true", help="print the run states and what would be launched")
     p.add_argument("--retry-failed", action="store_true", help="also relaunch runs that failed")

@@ -11,7 +11,7 @@ standard 224-pixel configurations to small images the way the LT literature does
 
 Transformer families come with the training recipe users expect (AdamW, cosine, warm-up, no weight decay
 on biases and norms, no label smoothing); it lives here, next to the backbone, and the trainer applies it
-to the full-training stages of any method (``ltbench.models.recipes``).
+to the full-training stages of any method (``ltbench.train.recipes``).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ Which stages are per-expert. RIDE splits before the last two stages in both of i
 shares stem + stage 1 (per-expert stages 2-3, widths 24/48 with ``reduce_dimension``), ResNet-50 shares
 stem + stages 1-2 (per-expert stages 3-4, 192/384 bottleneck widths). ``shared_stages=None`` applies that
 rule to any CifarResNet (ResNet-18/34 with a CIFAR stem: per-expert stages 3-4, widths 192/384). The
-ImageNet ResNet-50 itself is not a registered backbone yet; when it is, it needs the same ``stem`` /
-``stages`` / ``widths`` interface to be wrapped here.
+ImageNet ResNet-50 is registered (``resnet50``, a timm model) but has no ``stem`` / ``stages`` / ``widths``
+interface, so RIDE cannot split it into experts yet: RIDE runs on the CIFAR ResNets only (the ResNet-50
+widths above are the release's, for when it does).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ E experts share the early ResNet stages (``ltbench.methods.ride.experts``). Each
 on its own logits plus a diversity term that pushes its prediction *away* from the (detached) ensemble
 average (λ_div < 0); the prediction is the ensemble mean. After ``reweight_epoch`` both DRW weights and a
 class-wise softmax temperature switch on. The expert-assignment router is the separate method ``ride_ea``
-(methods/ride_ea.py); distillation from a finished run (e.g. a 6-expert RIDE) is ``--set teacher=RUN_DIR``.
+(methods/ride/ride_ea.py); distillation from a finished run (e.g. a 6-expert RIDE) is ``--set teacher=RUN_DIR``.
 
 Sources: frank-xwang/RIDE-LongTailRecognition ``model/loss.py`` (RIDELoss) and
 ``configs/config_imbalance_cifar100_ride.json`` (commit 18bd3ef).
