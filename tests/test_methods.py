@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
 from ltbench.config import RunConfig
+from ltbench.metrics import expected_calibration_error
 from ltbench.records import log_entries
 from ltbench.registry import METHODS
 from ltbench.run import execute
@@ -35,8 +37,13 @@ def test_every_method_runs_every_stage(method, tmp_path):
     # the reported accuracies are those of the stored test predictions (counted here independently)
     m = rec["metrics"]
     with np.load(cfg.run_dir / "predictions.npz") as z:
-        preds, labels = z["preds"], z["labels"]
+        preds, labels, logits = z["preds"], z["labels"], z["logits"]
     assert m["overall"] == pytest.approx(float((preds == labels).mean()))
+    # the stored logits are the ones predicted from (argmax) and calibrated (ECE of their softmax): for the
+    # cosine-head methods the scaled s·cos their loss trains, without its margin (README, Fidelity)
+    assert (logits.argmax(axis=1) == preds).all()
+    probs = torch.from_numpy(logits).float().softmax(dim=1).numpy()
+    assert m["ece"] == pytest.approx(expected_calibration_error(probs, labels), abs=1e-6)
     per_class = [float((preds[labels == c] == c).mean()) for c in range(rec["data"]["num_classes"])]
     assert m["per_class"] == pytest.approx(per_class)
     log = log_entries(cfg.run_dir)
