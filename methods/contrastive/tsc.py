@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ltbench.losses.contrastive import contrastive_loss, targeted_contrastive_loss
 from ltbench.method import HP
-from ltbench.methods.contrastive.common import QUEUE_HP, ContrastiveTwoStage
+from ltbench.methods.contrastive.common import IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
 from ltbench.methods.contrastive.kcl import KCL_HP
 from ltbench.registry import METHODS
 
@@ -119,6 +119,9 @@ class TSC(ContrastiveTwoStage):
 
     paper = "Li et al., Targeted Supervised Contrastive Learning for Long-Tailed Recognition, CVPR 2022"
     hparams = {**ContrastiveTwoStage.hparams, **KCL_HP, **TSC_HP, **QUEUE_HP}
+    # ImageNet-LT: 200 KCL epochs then 200 TSC epochs (TSC paper, warm-up ablation; docs/methods.md §7), not
+    # KCL's 200-epoch recipe with the CIFAR warm-up of 500, which never leaves the warm-up
+    presets = {"imagenet_lt": {**IMAGENET_PRESET, "epochs": 400, "kcl_epochs": 200}}
     step_syncs = {
         **ContrastiveTwoStage.step_syncs,
         "hungarian_assignment": "the C x C assignment is solved on the host every `assign_every` steps",
