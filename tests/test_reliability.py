@@ -124,9 +124,13 @@ def test_kill_9_in_the_first_steps_of_stage_2_then_resume_is_exact(tmp_path, met
     ref = subprocess.run([*cmd, "--out", str(tmp_path / "ref")], capture_output=True, text=True, env=_env())
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "out"
-    kill = [sys.executable, "-m", "tests.kill_at", str(stage), "2", "run", *args, "--out", str(out)]
-    killed = subprocess.run(kill, capture_output=True, text=True, env=_env())
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    marker = tmp_path / "paused"  # right after step 2 of the stage's first epoch, then a real kill -9
+    pause = [sys.executable, "-m", "tests.pause_at", str(marker), str(stage), "0", "2", "run", *args, "--out", str(out)]
+    killed = subprocess.Popen(pause, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    wait_until(marker.exists, f"step 2 of stage {stage}", timeout=300, proc=killed)
+    killed.kill()
+    killed.communicate(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
     [run_dir] = (out / "runs").iterdir()
     assert torch.load(run_dir / "ckpt.pt", weights_only=True)["state"]["stage"] == stage - 1  # the boundary
     resumed = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=_env())
