@@ -21,7 +21,8 @@ from ltbench.cli import main
 from ltbench.errors import ConfigError
 from ltbench.records import write_json_atomic, write_result
 from ltbench.report import load_records, load_status, regroup
-from ltbench.report.table import PUBLISHED_CSV, build_grid, join_published, load_published, make_table, summarize
+from ltbench.report.published import PUBLISHED_CSV, join_published, load_published
+from ltbench.report.table import build_grid, make_table, summarize
 
 COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, IR 100 (docs/protocol.md §0.1)
 BASE = [0.9, 0.9, 0.9, 0.9, 0.9, 0.7, 0.7, 0.7, 0.5, 0.5]

@@ -27,7 +27,7 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
         const=True,
         default=False,
         metavar="CSV",
-        help="show published numbers and ours minus them (default file: results/published.csv)",
+        help="show published numbers and ours minus them (default file: ltbench/report/published.csv)",
     )
     p.add_argument("--source", help="with --published: only sources containing this text (e.g. 'poster')")
     p.add_argument("--metrics", help="extra columns: macro_f1,g_mean,ece,wn_var,best_test")
@@ -61,7 +61,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         datasets=args.datasets,
         shots=args.shots,
         published=args.published,
-        metrics=",".join(m for m in ((args.metrics or ""), "best_test" if args.select == "best-test" else "") if m),
+        metrics=",".join(filter(None, [args.metrics, "best_test" if args.select == "best-test" else None])),
         digits=args.digits,
         source=args.source,
     )
