@@ -64,7 +64,10 @@ class Stage:
     warmup_start: float = 0.0  # lr factor at the start of a per-iteration warm-up
     milestones: tuple[tuple[float, float], ...] = ()  # (epoch, absolute lr factor) for "step"
     final_lr_factor: float = 0.0  # cosine floor as a fraction of lr
-    sampler: str = "instance"  # instance | class_balanced | class_aware | sqrt | subset
+    sampler: str = "instance"  # instance | class_balanced | class_aware | sqrt | reversed | subset
+    # a second sampler in lock-step: every batch also carries ``batch["pair"]`` (x, y, index), as many images
+    # drawn by this sampler (OTmix's class-balanced foregrounds, BBN's reversed branch); None: no pair
+    pair_sampler: str | None = None
     # all | head (backbone frozen, BN in eval mode, checked bit-identical) | the name of one model attribute
     # that alone learns (e.g. "router": RIDE-EA; everything else frozen, in eval mode, checked bit-identical)
     trainable: str = "all"
@@ -89,6 +92,8 @@ class Stage:
             bad.append(f"lr={self.lr} (must be a finite number >= 0)")
         if self.batch_size < 1:
             bad.append(f"batch_size={self.batch_size} (must be >= 1)")
+        if self.pair_sampler not in (None, "instance", "class_balanced", "sqrt", "reversed"):
+            bad.append(f"pair_sampler={self.pair_sampler!r} (one of instance, class_balanced, sqrt, reversed)")
         if bad:
             raise ConfigError(f"stage {self.name!r}: " + ", ".join(bad))
 
@@ -119,7 +124,8 @@ class Method(ABC):
     # Host synchronisations a training step is allowed, by the function that makes them, with the reason (the
     # GPU-path guard, tests/test_gpu_guards.py, fails on any other): e.g. TSC's Hungarian assignment on the host.
     step_syncs: ClassVar[dict[str, str]] = {}
-    default_backbone: ClassVar[str] = "resnet32"
+    # a registered backbone name, or one per dataset ({"cifar100_lt": "resnet32_w2", "*": "resnet32"})
+    default_backbone: ClassVar[str | dict[str, str]] = "resnet32"
 
     def __init__(self, hp: dict[str, Any], info: DataInfo) -> None:
         self.hp = hp

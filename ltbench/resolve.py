@@ -136,7 +136,7 @@ def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] =
     scale = scales.get("epochs", 1.0)
     return Resolved(
         hp=hp,
-        backbone=cfg.backbone or backbone or method_cls.default_backbone,
+        backbone=cfg.backbone or backbone or per_dataset(method_cls.default_backbone, cfg.dataset),
         scale=scale,
         presets=tuple(presets),
         shots=tuple(cfg.shots or shots or default_shots(cfg.dataset)),

@@ -28,7 +28,7 @@ TINY = {
         "swin_tiny_patch4_window7_224", image_size, depths=(1, 1, 1, 1), embed_dim=16, num_heads=(1, 1, 1, 1), **kw
     ),
 }
-MULTI_EXPERT = ("ride", "ride_ea")  # architecture surgery on CIFAR ResNets only: refused elsewhere
+MULTI_EXPERT = ("ride", "ride_ea", "bbn")  # architecture surgery on CIFAR ResNets only: refused elsewhere
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -74,6 +74,8 @@ def audit_method(method: str, tmp_path, **run) -> SyncAudit:
     hp = {k: 2 if k.endswith("epochs") else v for k, v in _fast_overrides(method).items()}
     if method == "tsc":
         hp["kcl_epochs"] = 0  # reach the target phase (Hungarian assignment) in the one short epoch
+    if method == "otmix":  # mix every batch of the audited epoch, in OT mode (the Sinkhorn pairing)
+        hp.update(mix_after=0, mix_before_end=0, ot_power=0.0, mix_prob=1.0)
     audit = _audited_run(method, tmp_path, hp, **run)
     allowed = METHODS.get(method).step_syncs
     unexpected = {k: n for k, n in audit.counts.items() if re.sub(r".*\((\w+)\)$", r"\1", k[1]) not in allowed}

@@ -13,7 +13,11 @@ from ltbench.data.files import FileImages
 from ltbench.data.transforms import Transform, normalise
 from ltbench.errors import ConfigError
 
-SAMPLERS = ("instance", "class_balanced", "class_aware", "sqrt", "subset")
+SAMPLERS = ("instance", "class_balanced", "class_aware", "sqrt", "reversed", "subset")
+# Class-drawing samplers: class c is drawn with probability ∝ n_c ** power, then one of its images uniformly.
+# class_balanced (docs/methods.md §13 "RS"; OTmix's second loader, weighted_alpha = 1, §14), sqrt (∝ √n_c), and
+# BBN's reversed sampler (P_c ∝ n_max / n_c, lib/dataset/imbalance_cifar.py; §16.2).
+CLASS_POWER = {"class_balanced": 0.0, "sqrt": 0.5, "reversed": -1.0}
 CLASS_AWARE_PER_VISIT = 4  # classifier-balancing ClassAwareSampler num_samples_cls (config/*/cls_crt.yaml)
 
 
@@ -23,13 +27,14 @@ def epoch_order(
     num_classes: int,
     gen: torch.Generator,
     subset: torch.Tensor | None = None,
+    length: int | None = None,
 ) -> torch.Tensor:
     """Indices (into the training set) visited in one epoch.
 
-    instance: a random permutation. class_balanced: each draw picks a class uniformly, then one of its
-    images uniformly (docs/methods.md §13 "RS"); sqrt: classes with probability ∝ sqrt(n_c). Both draw as many
-    samples as the training set has, so epochs have the same length. subset: a permutation of the
-    current subset (IP-DPP swaps it between epochs).
+    instance: a random permutation. class_balanced / sqrt / reversed: each draw picks a class with probability
+    ∝ n_c ** CLASS_POWER[sampler], then one of its images uniformly, with replacement; they draw ``length``
+    samples (default: as many as the training set has, so epochs have the same length). subset: a permutation
+    of the current subset (IP-DPP swaps it between epochs).
     """
     dev = labels.device
     if sampler == "instance":
@@ -40,15 +45,37 @@ def epoch_order(
         if subset is None:
             raise RuntimeError("subset sampler used before the method set a subset")
         return subset[torch.randperm(len(subset), generator=gen, device=dev)]
-    if sampler not in ("class_balanced", "sqrt"):
+    if sampler not in CLASS_POWER:
         raise ConfigError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
-    counts = torch.bincount(labels, minlength=num_classes)
+    return class_power_order(labels, num_classes, gen, CLASS_POWER[sampler], length or len(labels))
+
+
+def class_weights(counts: torch.Tensor, power: float) -> torch.Tensor:
+    """Unnormalised class-drawing weights n_c ** power over the classes present (absent classes 0); float64."""
+    counts = counts.double()
     present = counts > 0
-    weights = present.double() if sampler == "class_balanced" else counts.double().sqrt()
-    cls = torch.multinomial(weights, len(labels), replacement=True, generator=gen)
+    if power == 0:
+        return present.double()
+    powered = counts.sqrt() if power == 0.5 else counts.clamp(min=1) ** power
+    return torch.where(present, powered, torch.zeros_like(counts))
+
+
+def class_probabilities(counts: torch.Tensor, power: float) -> torch.Tensor:
+    """P(class c) under a class-drawing sampler (docs/methods.md §14.7 item 4, §16.8 item 1)."""
+    weights = class_weights(counts, power)
+    return weights / weights.sum()
+
+
+def class_power_order(
+    labels: torch.Tensor, num_classes: int, gen: torch.Generator, power: float, length: int
+) -> torch.Tensor:
+    """``length`` training indices: a class drawn with probability ∝ n_c ** power, then one of its images."""
+    dev = labels.device
+    counts = torch.bincount(labels, minlength=num_classes)
+    cls = torch.multinomial(class_weights(counts, power), length, replacement=True, generator=gen)
     by_class = torch.argsort(labels, stable=True)
     offsets = torch.cumsum(counts, 0) - counts
-    within = (torch.rand(len(labels), generator=gen, device=dev, dtype=torch.float64) * counts[cls]).long()
+    within = (torch.rand(length, generator=gen, device=dev, dtype=torch.float64) * counts[cls]).long()
     return by_class[offsets[cls] + within]
 
 
@@ -106,11 +133,15 @@ class DeviceBatches:
         drop_last: bool = False,
         channels_last: bool = False,
         seed: int = 0,
+        pair_order: torch.Tensor | None = None,
     ) -> None:
         self.data, self.images, self.labels, self.order = data, images, labels, order
         self.batch_size, self.transform, self.gen = batch_size, transform, gen
         self.views, self.drop_last, self.channels_last = views, drop_last, channels_last
         self.seed = seed  # file-backed images: per-batch crop seeds derive from it (not from ``gen``)
+        # a second sample order in lock-step (Stage.pair_sampler): batch b also carries ``pair``, the images at
+        # pair_order's chunk b (OTmix's class-balanced foregrounds, BBN's reversed batch)
+        self.pair_order = pair_order
 
     def __len__(self) -> int:
         n = len(self.order)
@@ -126,16 +157,29 @@ class DeviceBatches:
     def iterate(self, start: int = 0) -> Iterator[dict]:
         """Batches ``start``, ``start + 1``, ... (a resumed epoch skips the steps already done; the caller
         restores the generator state of that moment, so the remaining batches are the ones it would have had)."""
-        chunks = [self.order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(start, len(self))]
-        if isinstance(self.images, FileImages):  # decoded (and randomly cropped) by DataLoader workers
-            seeds = [hash((self.seed, b)) & (2**62 - 1) for b in range(start, len(self))]
-            dev = self.labels.device
-            raws = (raw.to(dev, non_blocking=True) for raw in self.images.batches(chunks, seeds))
-        else:
-            raws = (self.images[idx] for idx in chunks)
-        for idx, raw in zip(chunks, raws):
+        chunks = self._chunks(self.order, start)
+        pairs = None
+        if self.pair_order is not None:
+            pair_chunks = self._chunks(self.pair_order, start)
+            pairs = zip(pair_chunks, self._raws(pair_chunks, start, (1,)))
+        for idx, raw in zip(chunks, self._raws(chunks, start)):
             xs = [self._prep(raw) for _ in range(self.views)]
-            yield {"x": xs[0] if self.views == 1 else xs, "y": self.labels[idx], "index": idx}
+            batch = {"x": xs[0] if self.views == 1 else xs, "y": self.labels[idx], "index": idx}
+            if pairs is not None:
+                pidx, praw = next(pairs)
+                batch["pair"] = {"x": self._prep(praw), "y": self.labels[pidx], "index": pidx}
+            yield batch
+
+    def _chunks(self, order: torch.Tensor, start: int) -> list[torch.Tensor]:
+        return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(start, len(self))]
+
+    def _raws(self, chunks: list[torch.Tensor], start: int, stream: tuple = ()) -> Iterator[torch.Tensor]:
+        """uint8 images of each chunk; file-backed crops are seeded by (seed, batch, *stream)."""
+        if isinstance(self.images, FileImages):  # decoded (and randomly cropped) by DataLoader workers
+            seeds = [hash((self.seed, b, *stream)) & (2**62 - 1) for b in range(start, start + len(chunks))]
+            dev = self.labels.device
+            return (raw.to(dev, non_blocking=True) for raw in self.images.batches(chunks, seeds))
+        return (self.images[idx] for idx in chunks)
 
 
 def eval_batches(

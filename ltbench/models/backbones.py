@@ -22,6 +22,13 @@ def resnet32(image_size: int = 32) -> nn.Module:
     return cifar_resnet.resnet32_backbone()
 
 
+@BACKBONES.register("resnet32_w2")
+def resnet32_w2(image_size: int = 32) -> nn.Module:
+    """CIFAR ResNet-32 at base width 32 (32/64/128 channels), 128-d features, 1.86 M parameters: DisA's CIFAR-100
+    backbone (its ETF needs feature dimension >= classes; docs/methods.md §15.2)."""
+    return cifar_resnet.resnet32_backbone(widths=(32, 64, 128))
+
+
 @BACKBONES.register("resnet18_cifar")
 def resnet18_cifar(image_size: int = 32) -> nn.Module:
     """ResNet-18 with a 3x3 stem and no max-pool, 512-d features (BNS+IP-DPP code, CIFAR-10; §9.2)."""

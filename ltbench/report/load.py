@@ -85,9 +85,12 @@ def display_name(label: str) -> str:
     return _display_names().get(base, base) + ("+SSP" if label.endswith("+ssp") else "")
 
 
-def method_label(method: str, ssp: bool) -> str:
-    """The row name of a method: ``+ssp`` marks a rotation-SSP stage 0, as in the seed paper's table."""
-    return f"{method}+ssp" if ssp else method
+def method_label(method: str, ssp: bool, variant: str | None = None) -> str:
+    """The row name of a method: ``+ssp`` marks a rotation-SSP stage 0, as in the seed paper's table; a run of a
+    method's ``variant=code`` (the released code's behaviour where it departs from the paper, e.g. OTmix's
+    test-set confusion matrix) is always labelled ``(code)``, whatever else the table shows."""
+    label = f"{method}+ssp" if ssp else method
+    return f"{label} (code)" if variant == "code" else label
 
 
 def _config_columns(rec: dict) -> dict:
@@ -96,7 +99,7 @@ def _config_columns(rec: dict) -> dict:
     prov = data.get("provenance") or {}
     row = {
         "method": cfg.get("method"),
-        "label": method_label(cfg.get("method"), bool(cfg.get("ssp"))),
+        "label": method_label(cfg.get("method"), bool(cfg.get("ssp")), (res.get("hp") or {}).get("variant")),
         "dataset": cfg.get("dataset"),
         "backbone": res.get("backbone") or cfg.get("backbone"),
         "seed": cfg.get("seed"),

@@ -42,7 +42,8 @@ def build_optimizer(params: list[tuple[str, nn.Parameter]], stage: Stage) -> tor
 def lr_factor(stage: Stage, epoch: int, it: int, iters_per_epoch: int) -> float:
     """Multiplier of ``stage.lr`` at iteration ``it`` of 0-based ``epoch``.
 
-    - per-epoch warm-up (LDAM-DRW/RIDE): factor (epoch+1)/W for epoch < W — lr·e/5 for 1-based e ≤ 5;
+    - per-epoch warm-up (LDAM-DRW/RIDE): factor s + (1 − s)(epoch+1)/W for epoch < W, s = ``warmup_start`` —
+      lr·e/5 for 1-based e ≤ 5 at s = 0; BBN's WarmupMultiStepLR (s = 1/3) gives 0.4667·lr in epoch 1;
     - per-iteration warm-up (contrastive, BNS): linear from ``warmup_start`` to 1 over W epochs;
     - then "step": the factor of the last milestone reached; "cosine": half cycle to ``final_lr_factor``
       over the epochs after warm-up (per iteration); "constant": 1.
@@ -53,7 +54,7 @@ def lr_factor(stage: Stage, epoch: int, it: int, iters_per_epoch: int) -> float:
         if stage.warmup_per_iter and t < w:
             return stage.warmup_start + (1 - stage.warmup_start) * t / w
         if not stage.warmup_per_iter and epoch < w:
-            return min(1.0, (epoch + 1) / w)
+            return min(1.0, stage.warmup_start + (1 - stage.warmup_start) * (epoch + 1) / w)
     if stage.schedule == "step":
         factor = 1.0
         for m, f in stage.milestones:

@@ -284,6 +284,15 @@ class Trainer:
             torch.cuda.set_rng_state(mid["cuda_rng"], ctx.device)
         return mid["order"].to(ctx.device), mid
 
+    def _pair_order(self, idx: int, stage: Stage, epoch: int, length: int) -> torch.Tensor | None:
+        """The lock-step second order (Stage.pair_sampler) from its own stream of (seed, stage, epoch): a function
+        of the epoch alone, so a resumed epoch rebuilds it instead of checkpointing it."""
+        if stage.pair_sampler is None:
+            return None
+        gen = torch.Generator(device=self.ctx.device).manual_seed(seed_for(self.seed, idx, epoch, 3))
+        ctx = self.ctx
+        return epoch_order(stage.pair_sampler, ctx.train_y, ctx.data.num_classes, gen, length=length)
+
     def _interrupt(self, idx: int, epoch: int, step: int, state: TrainState, order, sums, counters) -> None:
         """Write the mid-epoch checkpoint (after ``step`` complete steps) and stop."""
         cuda = torch.cuda.get_rng_state(self.ctx.device) if self.ctx.device.type == "cuda" else None
@@ -306,6 +315,7 @@ class Trainer:
         batches = DeviceBatches(
             ctx.data, ctx.train_x, ctx.train_y, order, stage.batch_size, transform, ctx.generator, stage.views,
             stage.drop_last or ctx.compiled, ctx.channels_last, seed_for(self.seed, idx, epoch, 2),
+            self._pair_order(idx, stage, epoch, len(order)),
         )  # fmt: skip
         self._train_mode(stage)
         sums = {k: v.to(ctx.device) for k, v in mid["sums"].items()} if mid else {}

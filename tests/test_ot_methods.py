@@ -1,0 +1,286 @@
+"""OTmix, DisA and BBN (docs/methods.md §14-16): the hand-derivable checks of §14.7, §15.6 and §16.8, the lock-step
+second sampler they run on, and exact resumption of a run interrupted mid-epoch while mixing."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ltbench.config import RunConfig
+from ltbench.data.loader import DeviceBatches, class_probabilities, epoch_order
+from ltbench.data.transforms import get_transform
+from ltbench.errors import ConfigError
+from ltbench.method import DataInfo, Stage
+from ltbench.methods.bbn import BBN, cumulative_alpha
+from ltbench.methods.disa import DisA, disa_loss, simplex_etf
+from ltbench.methods.mixing import rand_box
+from ltbench.methods.otmix import OTmix, otmix_cost, row_normalised_confusion
+from ltbench.models.backbones import build_backbone
+from ltbench.ot import disa_sinkhorn, sinkhorn_plan, sinkhorn_pot
+from ltbench.resolve import resolve
+from ltbench.run import execute
+from ltbench.train.optim import lr_factor
+from tests.conftest import wait_until
+from tests.test_reliability import _env
+
+
+def _full_hp(method_cls, dataset="cifar10_lt", **hparams) -> dict:
+    cfg = RunConfig(method=method_cls.name, dataset=dataset, hparams=hparams)
+    return resolve(cfg, method_cls).hp
+
+
+def _info(counts, dataset="cifar10_lt") -> DataInfo:
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    return DataInfo(len(counts), list(counts), 32, dataset, labels)
+
+
+def _lrs(stage: Stage, one_based_epochs) -> list[float]:
+    return [stage.lr * lr_factor(stage, e - 1, 0, 10) for e in one_based_epochs]
+
+
+# ---------------------------------------------------------------------------------------------- OTmix §14.7
+def test_sinkhorn_plan_two_by_two_examples():
+    plan, _ = sinkhorn_plan(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), eps=0.01)
+    assert plan[0, 0].item() == pytest.approx(0.5) and plan[1, 1].item() == pytest.approx(0.5)
+    assert plan[0, 1].item() == pytest.approx(0.5 * math.exp(-100) / (1 + math.exp(-100)), rel=1e-6)  # 1.9e-44
+    plan, _ = sinkhorn_plan(torch.tensor([[0.0, 0.5], [0.0, 1.0]]), eps=0.01)
+    assert plan.flatten().tolist() == pytest.approx([2.4988e-4, 0.49975, 0.5, 1.9287e-19], rel=1e-3)
+    assert plan.argmax(1).tolist() == [1, 0]  # OT swaps; a greedy row argmin would send both rows to column 0
+
+
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")  # the second 2x2 example needs > 1000 iterations
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sinkhorn_plan_agrees_with_pot(seed):
+    pytest.importorskip("ot")
+    cost = torch.rand(128, 128, generator=torch.Generator().manual_seed(seed))
+    ours, _ = sinkhorn_plan(cost, eps=0.01)
+    pot = sinkhorn_pot(cost, eps=0.01)
+    assert (ours - pot).abs().max().item() < 1e-9
+    assert torch.equal(ours.argmax(1), pot.argmax(1))
+    for example in ([[0.0, 1.0], [1.0, 0.0]], [[0.0, 0.5], [0.0, 1.0]]):
+        ours, _ = sinkhorn_plan(torch.tensor(example), eps=0.01)
+        assert torch.allclose(ours, sinkhorn_pot(torch.tensor(example)), rtol=1e-6, atol=1e-30)
+
+
+def test_otmix_cost_by_hand():
+    cf = row_normalised_confusion(torch.tensor([[8.0, 2.0], [5.0, 5.0]]))
+    assert cf.flatten().tolist() == pytest.approx([0.0, 0.2, 0.5, 0.0])
+    fg, bg = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.6, 0.8]])  # cos = 0.6
+    assert otmix_cost(fg, bg, cf[torch.tensor([1])][:, torch.tensor([0])], 0.05).item() == pytest.approx(0.495)
+    same = otmix_cost(fg, fg, cf[torch.tensor([1])][:, torch.tensor([1])], 0.05)  # same class, cos = 1
+    assert same.item() == pytest.approx(0.95)
+    assert row_normalised_confusion(torch.zeros(2, 2)).tolist() == [[0.0, 0.0], [0.0, 0.0]]  # empty rows stay zero
+
+
+def test_box_by_hand():
+    assert rand_box(32, 32, 0.75, 16, 16) == (8, 24, 8, 24, 0.75)
+    assert rand_box(32, 32, 0.75, 0, 0) == (0, 8, 0, 8, 0.9375)
+
+
+def test_class_drawing_samplers_by_hand():
+    counts = torch.tensor([4, 1])
+    assert class_probabilities(counts, 0.0).tolist() == pytest.approx([0.5, 0.5])  # weighted_alpha a = 1
+    assert class_probabilities(counts, 1.0).tolist() == pytest.approx([0.8, 0.2])  # a = 0: instance frequencies
+    assert class_probabilities(counts, -1.0).tolist() == pytest.approx([0.2, 0.8])  # BBN per-sample 1/n_y²
+    p = class_probabilities(torch.tensor([100, 10, 1]), -1.0)
+    assert p.tolist() == pytest.approx([1 / 111, 10 / 111, 100 / 111])  # [0.0090, 0.0901, 0.9009]
+    labels = torch.tensor([0] * 100 + [1] * 10 + [2])
+    order = epoch_order("reversed", labels, 3, torch.Generator().manual_seed(0), length=200_000)
+    freq = torch.bincount(labels[order], minlength=3).double() / len(order)
+    assert freq.tolist() == pytest.approx(p.tolist(), abs=0.005)
+
+
+def test_otmix_schedules_by_hand():
+    hp = _full_hp(OTmix)
+    method = OTmix(hp, _info([50, 5]))
+    assert method.ot_probability(0) == 0 and method.ot_probability(120) == 0.5
+    mixing = [e for e in range(240) if method.mixing_epoch(e)]
+    assert mixing[0] == 4 and mixing[-1] == 236 and len(mixing) == 233
+    [stage] = method.stages()
+    assert _lrs(stage, [100, 101, 161, 201]) == pytest.approx([0.1, 0.01, 1e-3, 1e-5])
+    assert stage.pair_sampler == "class_balanced"
+
+
+def test_otmix_base_loss_per_dataset_and_the_test_leak_only_in_the_code_variant():
+    assert _full_hp(OTmix)["base_loss"] == "ce_drw"
+    assert _full_hp(OTmix, "cifar100_lt")["base_loss"] == "balanced_softmax"
+    with pytest.raises(ConfigError, match="variant=code"):
+        OTmix(_full_hp(OTmix, conf_source="test"), _info([50, 5]))
+    assert OTmix(_full_hp(OTmix, variant="code"), _info([50, 5])).conf_source == "test"
+
+
+# ---------------------------------------------------------------------------------------------- DisA §15.6
+def test_simplex_etf_by_hand():
+    m = simplex_etf(6, 4, torch.Generator().manual_seed(0)).double()
+    gram = m.T @ m
+    expected = torch.full((4, 4), -1 / 3, dtype=torch.float64).fill_diagonal_(1.0)
+    assert torch.allclose(gram, expected, atol=1e-6)
+    assert torch.allclose(m.sum(dim=1), torch.zeros(6, dtype=torch.float64), atol=1e-6)
+    with pytest.raises(ConfigError, match="feature dimension >= 4"):
+        simplex_etf(3, 4)
+
+
+def test_disa_sinkhorn_by_hand():
+    plan, _ = disa_sinkhorn(torch.ones(3, 4))
+    assert plan.flatten().tolist() == pytest.approx([1 / 12] * 12, abs=1e-6)
+    assert (plan * torch.ones(3, 4)).sum().item() == pytest.approx(1.0, abs=1e-6)
+    g = torch.tensor([[0.0, 2.0], [2.0, 0.0]])
+    plan, iters = disa_sinkhorn(g)
+    assert plan.flatten().tolist() == pytest.approx([0.44040, 0.05960, 0.05960, 0.44040], abs=1e-5)
+    assert (plan * g).sum().item() == pytest.approx(2 / (1 + math.e**2), abs=1e-6) and iters <= 2
+
+
+def test_disa_loss_of_one_image_is_one_with_zero_gradient():
+    etf = simplex_etf(6, 4, torch.Generator().manual_seed(1))
+    h = F.normalize(torch.randn(1, 6), dim=1).requires_grad_(True)
+    loss = disa_loss(h, etf)
+    loss.backward()
+    assert loss.item() == pytest.approx(1.0, abs=1e-6)
+    assert h.grad.abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize("variant, frozen", [("code", True), ("learned_head", False)])
+def test_disa_code_variant_keeps_the_classifier_at_its_initialisation(tmp_path, monkeypatch, variant, frozen):
+    built = {}
+    build = DisA.build_model
+
+    def capture(self, *a, **k):
+        model = build(self, *a, **k)
+        built.update(model=model, head=model.head.weight.detach().clone(), conv=model.backbone.stem[0].weight.clone())
+        return model
+
+    monkeypatch.setattr(DisA, "build_model", capture)
+    cfg = RunConfig(method="disa", dataset="synthetic_lt", out=str(tmp_path), epochs=1, eval_every=0,
+                    precision="fp32", device="cpu", hparams={"variant": variant, "batch_size": 100})  # fmt: skip
+    assert execute(cfg, progress=False)["status"] == "done"
+    model = built["model"]
+    assert torch.equal(model.head.weight, built["head"]) is frozen
+    assert not torch.equal(model.backbone.stem[0].weight, built["conv"])  # the backbone learns in both
+
+
+def test_disa_defaults_to_the_wide_resnet_on_cifar100_and_says_why_resnet32_cannot_work():
+    cfg = RunConfig(method="disa", dataset="cifar100_lt")
+    assert resolve(cfg, DisA).backbone == "resnet32_w2"
+    assert resolve(RunConfig(method="disa", dataset="cifar10_lt"), DisA).backbone == "resnet32"
+    backbone = build_backbone("resnet32_w2", 32)
+    assert backbone.feature_dim == 128 and sum(p.numel() for p in backbone.parameters()) == 1_848_608
+    method = DisA(_full_hp(DisA, "cifar100_lt"), _info([5] * 100, "cifar100_lt"))
+    with pytest.raises(ConfigError, match="resnet32_w2"):
+        method.build_model(build_backbone("resnet32", 32), 100, [5] * 100)
+
+
+# ---------------------------------------------------------------------------------------------- BBN §16.8
+def test_bbn_alpha_by_hand():
+    assert cumulative_alpha(0, 200) == 1.0
+    assert cumulative_alpha(100, 200) == pytest.approx(0.75)
+    assert cumulative_alpha(199, 200) == pytest.approx(0.009975)
+    assert cumulative_alpha(179, 180) == pytest.approx(0.198975)  # D = 200 for a 180-epoch run
+
+
+def test_bbn_mixed_loss_by_hand():
+    """d = 1 per branch, C = 2, FC = I, bias 0, f_c = 1, f_r = 2, α = 0.75: z = [1.5, 1.0], L = 0.599077."""
+    head = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2))
+        head.bias.zero_()
+    alpha, f_c, f_r = 0.75, torch.tensor([[1.0]]), torch.tensor([[2.0]])
+    z = head(2 * torch.cat([alpha * f_c, (1 - alpha) * f_r], dim=1))
+    assert z.flatten().tolist() == pytest.approx([1.5, 1.0])
+    ce0, ce1 = F.cross_entropy(z, torch.tensor([0])), F.cross_entropy(z, torch.tensor([1]))
+    assert (ce0.item(), ce1.item()) == pytest.approx((0.474077, 0.974077), abs=1e-6)
+    assert (alpha * ce0 + (1 - alpha) * ce1).item() == pytest.approx(0.599077, abs=1e-6)
+
+
+def test_bbn_inference_is_the_training_formula_at_one_half():
+    method = BBN(_full_hp(BBN), _info([50, 5]))
+    model = method.build_model(build_backbone("resnet32", 32), 2, [50, 5]).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        f_c, f_r = model.backbone.branch(x, "cb"), model.backbone.branch(x, "rb")
+        train_form = model.head(2 * torch.cat([0.5 * f_c, 0.5 * f_r], dim=1))
+        assert torch.equal(model(x), train_form)
+    # the two last blocks are separately initialised, the rest is one shared trunk
+    assert not torch.equal(model.backbone.cb_block.conv1.weight, model.backbone.rb_block.conv1.weight)
+    assert len(model.backbone.trunk.stages[-1]) == 4 and model.head.in_features == 128
+
+
+def test_bbn_learning_rate_by_hand():
+    [stage] = BBN(_full_hp(BBN), _info([50, 5])).stages()
+    assert _lrs(stage, [1, 5, 119, 120, 160]) == pytest.approx([0.046667, 0.1, 0.1, 1e-3, 1e-5], rel=1e-4)
+    assert stage.nesterov and stage.drop_last and stage.pair_sampler == "reversed"
+
+
+def test_bbn_refuses_a_backbone_it_cannot_split():
+    method = BBN(_full_hp(BBN), _info([50, 5]))
+    with pytest.raises(ConfigError, match="CIFAR ResNet"):
+        method.build_model(torch.nn.Linear(3, 3), 2, [50, 5])
+
+
+# ---------------------------------------------------------------------------------------------- the paired batch
+def test_paired_batches_move_in_lock_step():
+    from ltbench.data.base import DataSpec
+    from ltbench.data.datasets import synthetic_lt
+
+    data = synthetic_lt(DataSpec())
+    gen = torch.Generator().manual_seed(0)
+    order = epoch_order("instance", data.train_y, data.num_classes, gen)
+    pair = epoch_order("reversed", data.train_y, data.num_classes, gen, length=len(order))
+    batches = DeviceBatches(data, data.train_x, data.train_y, order, 32, get_transform("standard"), gen,
+                            drop_last=True, pair_order=pair)  # fmt: skip
+    seen = list(batches)
+    assert len(seen) == len(order) // 32
+    for b, batch in enumerate(seen):
+        assert batch["pair"]["x"].shape == batch["x"].shape
+        assert torch.equal(batch["pair"]["index"], pair[b * 32 : (b + 1) * 32])
+        assert torch.equal(batch["pair"]["y"], data.train_y[batch["pair"]["index"]])
+    resumed = list(batches.iterate(3))
+    assert [torch.equal(a["pair"]["index"], b["pair"]["index"]) for a, b in zip(resumed, seen[3:])] == [True] * len(
+        resumed
+    )
+
+
+def test_stage_rejects_an_unknown_pair_sampler():
+    with pytest.raises(ConfigError, match="pair_sampler"):
+        Stage(name="s", epochs=1, lr=0.1, batch_size=8, pair_sampler="subset")
+
+
+# ---------------------------------------------------------------------------------------------- resume, mid-epoch
+PAIRED = {
+    "otmix": ["--set", "mix_after=0", "--set", "mix_before_end=0", "--set", "ot_power=0.0", "--set", "mix_prob=0.7"],
+    "bbn": [],
+    "disa": [],
+}
+
+
+@pytest.mark.parametrize("method", sorted(PAIRED))
+def test_sigterm_mid_epoch_while_mixing_then_resume_is_exact(tmp_path, method):
+    """Interrupted after step 2 of epoch 1 (an OT-mixing epoch for OTmix): the resumed run rebuilds the lock-step
+    pair order and replays the epoch's pre-drawn mixing numbers from the step it stopped at."""
+    args = ["--method", method, "--dataset", "synthetic_lt", "--epochs", "3", "--batch-size", "32", "--threads", "1"]
+    args += ["--precision", "fp32", "--device", "cpu", "--deterministic", "--eval-every", "0", "--quiet"]
+    args += PAIRED[method]
+    cmd = [sys.executable, "-m", "ltbench", "run", *args]
+    ref = subprocess.run([*cmd, "--out", str(tmp_path / "ref")], capture_output=True, text=True, env=_env())
+    assert ref.returncode == 0, ref.stderr
+    out, marker = tmp_path / "out", tmp_path / "paused"
+    pause = [sys.executable, "-m", "tests.pause_at", str(marker), "0", "1", "2", "run", *args, "--out", str(out)]
+    proc = subprocess.Popen(pause, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    wait_until(marker.exists, "step 2 of epoch 1", timeout=300, proc=proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "checkpoint saved" in stderr, stderr
+    resumed = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=_env())
+    assert resumed.returncode == 0 and "ltbench: resuming" in resumed.stderr, resumed.stderr
+    [ref_dir], [run_dir] = (tmp_path / "ref" / "runs").iterdir(), (out / "runs").iterdir()
+    reference = json.loads((ref_dir / "result.json").read_text())
+    assert json.loads((run_dir / "result.json").read_text())["metrics"] == reference["metrics"]
+    if method == "otmix":
+        log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+        assert log[1]["ot_epoch"] == 1.0 and 0 < log[1]["mixed"] < 1
