@@ -112,3 +112,16 @@ def test_cli_dry_run_counts(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "pending 2" in out.stdout and out.stdout.count("would launch") == 2
+
+
+def test_command_line_lists_narrow_a_sweep_file(tmp_path):
+    """``--methods`` / ``--datasets`` with a sweep file run only those rows (they were silently ignored)."""
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(
+        '[sweep]\nname = "s"\nmethods = ["ce", "focal", "ldam_drw"]\ndatasets = ["synthetic_lt", "digits_lt"]\n'
+    )
+    cmd = [sys.executable, "-m", "ltbench", "sweep", str(spec_file), "--methods", "focal", "--datasets", "synthetic_lt"]
+    out = subprocess.run([*cmd, "--out", str(tmp_path / "o"), "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    launched = [line.split()[-1] for line in out.stdout.splitlines() if "would launch" in line]
+    assert len(launched) == 1 and launched[0].startswith("focal-synthetic_lt-s0-")

@@ -45,6 +45,10 @@ def spec_from_args(args: argparse.Namespace):
         spec = SweepSpec(name=args.name or "sweep", methods=_list(args.methods), datasets=_list(args.datasets))
     if args.name:
         spec.name = args.name
+    if args.methods:  # with a sweep file: run only these (e.g. the first rows of a long table)
+        spec.methods = _list(args.methods)
+    if args.datasets:
+        spec.datasets = _list(args.datasets)
     if args.seeds:
         spec.seeds = [int(s) for s in _list(args.seeds)]
     if args.backbones:
