@@ -69,6 +69,28 @@ def test_sinkhorn_plan_agrees_with_pot(seed):
         assert torch.allclose(ours, sinkhorn_pot(torch.tensor(example)), rtol=1e-6, atol=1e-30)
 
 
+def test_the_log_domain_path_reaches_the_same_plan():
+    """Costs whose kernel exp(−M/ε) would underflow take the log-potential iteration: the same fixed point."""
+    from ltbench.ot import _sinkhorn_log
+
+    cost = torch.rand(64, 64, generator=torch.Generator().manual_seed(3)).double()
+    kernel_plan, _ = sinkhorn_plan(cost, eps=0.01)
+    log_plan, _ = _sinkhorn_log(cost, 0.01, 1000, 1e-9)
+    assert (kernel_plan - log_plan).abs().max().item() < 1e-12
+    big, iters = sinkhorn_plan(cost * 100, eps=0.01)  # max M / ε ≈ 10,000: log path, still a coupling
+    assert torch.isfinite(big).all() and iters > 0
+    assert torch.allclose(big.sum(dim=1), torch.full((64,), 1 / 64, dtype=torch.float64), atol=1e-9)
+
+
+def test_ot_bench_table():
+    from ltbench.bench.ot import run_ot_bench
+
+    pytest.importorskip("ot")
+    df = run_ot_bench(sizes=(16,), repeats=1)
+    assert list(df["B"]) == [16] and df["same_pairs"].all() and (df["max_abs_diff"] < 1e-9).all()
+    assert (df["torch_ms"] > 0).all() and (df["pot_ms"] > 0).all()
+
+
 def test_otmix_cost_by_hand():
     cf = row_normalised_confusion(torch.tensor([[8.0, 2.0], [5.0, 5.0]]))
     assert cf.flatten().tolist() == pytest.approx([0.0, 0.2, 0.5, 0.0])

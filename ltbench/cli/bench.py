@@ -1,4 +1,4 @@
-"""``ltbench bench``: the benchmark subcommands (train, dpp, compare, profile, report) and their options.
+"""``ltbench bench``: the benchmark subcommands (train, dpp, ot, compare, profile, report) and their options.
 
 Benchmarks give throughput figures to size runs and to compare implementations side by side in one
 process; they are never timed unit tests. The benchmarks themselves live in :mod:`ltbench.bench`.
@@ -24,6 +24,10 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     d = sub.add_parser("dpp", help="k-DPP sampler timings: exact (structured) vs eig vs dppy")
     d.add_argument("--sizes", default="1000,5000,20000,100000")
     d.add_argument("--repeats", type=int, default=3)
+    o = sub.add_parser("ot", help="OTmix's pairing plan: ltbench's torch Sinkhorn vs POT (the release's call)")
+    o.add_argument("--sizes", default="64,128,256", help="batch sizes B (plans are B x B)")
+    o.add_argument("--repeats", type=int, default=5)
+    o.add_argument("--device", default="cpu", help="where the torch solver runs (cpu | cuda)")
     c = sub.add_parser("compare", help="one epoch: conventional PIL/DataLoader loop vs ltbench, side by side")
     c.add_argument("--dataset", default="cifar10_lt")
     c.add_argument("--data-root")
@@ -59,6 +63,13 @@ def main(args: argparse.Namespace) -> int:
 
         sizes = tuple(int(s) for s in args.sizes.split(","))
         print(format_dpp_bench(run_dpp_bench(sizes=sizes, repeats=args.repeats)))
+        return 0
+    if args.bench == "ot":
+        from ltbench.bench.dpp import format_dpp_bench
+        from ltbench.bench.ot import run_ot_bench
+
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+        print(format_dpp_bench(run_ot_bench(sizes=sizes, repeats=args.repeats, device=args.device)))
         return 0
     if args.bench == "compare":
         from ltbench.bench.compare import run_compare

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="a method's paper, hparams (default, range, source) and presets")
     p.add_argument("method", help="registered method, or 'all'")
     p.set_defaults(func=cmd_show)
-    p = sub.add_parser("bench", help="throughput benchmarks: train | compare | dpp | profile | report")
+    p = sub.add_parser("bench", help="throughput benchmarks: train | compare | dpp | ot | profile | report")
     from ltbench.cli.bench import add_bench_args
 
     add_bench_args(p)
