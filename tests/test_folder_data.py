@@ -51,6 +51,7 @@ def imagenet_lt_root(tmp_path):
 
 def test_split_files_give_counts_groups_and_provenance(imagenet_lt_root):
     data = DATASETS.get("imagenet_lt")(DataSpec(root=imagenet_lt_root, image_size=32, workers=0))
+    assert data.mean == (0.485, 0.456, 0.406) and data.color_jitter == 0.4
     assert data.class_counts == TRAIN_COUNTS and data.classes == SYNSETS
     assert len(data.test_y) == 12 and len(data.val_y) == 8 and data.image_size == 32
     assert isinstance(data.train_x, FileImages) and data.train_x.shape == (23, 3, 32, 32)
@@ -118,3 +119,6 @@ def test_inat_json_format(tmp_path):
     (root / "val2018.json").write_text(blob)
     data = DATASETS.get("inat2018")(DataSpec(root=root, image_size=32, workers=0))
     assert data.class_counts == [2, 1] and data.val_y is None and len(data.test_y) == 3
+    # the official loaders' iNaturalist statistics and no colour jitter (ImageNet-LT keeps ImageNet's, jitter 0.4)
+    assert data.mean == (0.466, 0.471, 0.380) and data.std == (0.195, 0.194, 0.192) and data.color_jitter == 0
+    assert data.provenance["normalisation"]["color_jitter"] == 0

@@ -27,6 +27,12 @@ from ltbench.errors import ConfigError, DataError
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CROP, RESIZE = 224, 256  # RandomResizedCrop(224) / Resize(256) + CenterCrop(224) (classifier-balancing)
 JITTER = 0.4  # ColorJitter(0.4, 0.4, 0.4, 0) in classifier-balancing's ImageNet-LT/Places-LT train transform
+# Per-dataset normalisation and colour jitter where the official loaders differ from ImageNet's: classifier-
+# balancing's data/dataloader.py (and RIDE's iNaturalist loader) normalise iNaturalist 2018 with its own
+# statistics and use no colour jitter for it.
+STATS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], float]] = {
+    "inat2018": ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192), 0.0),
+}
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ def build_folder_lt(name: str, spec: DataSpec) -> LTData:
     train_x, train_y = images("train")
     test_x, test_y = images("test")
     val_x, val_y = images("val") if "val" in lists else (None, None)
+    mean, std, jitter = STATS.get(name, (IMAGENET_MEAN, IMAGENET_STD, JITTER))
     names = {}
     for p, y in zip(train_paths, train_labels):
         names.setdefault(y, Path(p).parent.name)
@@ -151,10 +158,10 @@ def build_folder_lt(name: str, spec: DataSpec) -> LTData:
         test_x=test_x,
         test_y=test_y,
         class_counts=counts.tolist(),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        mean=mean,
+        std=std,
         crop_padding=0,  # the workers' random-resized crop replaces CIFAR's pad-crop
-        color_jitter=JITTER,
+        color_jitter=jitter,
         val_x=val_x,
         val_y=val_y,
         provenance={
@@ -163,6 +170,7 @@ def build_folder_lt(name: str, spec: DataSpec) -> LTData:
             "split_sha256": {s: _sha(p) for s, p in files.items()},
             "image_root": str(image_root),
             "image_size": size,
+            "normalisation": {"mean": list(mean), "std": list(std), "color_jitter": jitter},
             "note": f"official split files ({layout.source}); nothing sub-sampled",
         },
     )

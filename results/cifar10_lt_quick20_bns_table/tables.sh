@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The tables of results/cifar10_lt_quick20_bns_table/ from a finished sweep folder (default: the committed runs/).
+#   bash results/cifar10_lt_quick20_bns_table/tables.sh [SWEEP_DIR]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+OUT=results/cifar10_lt_quick20_bns_table
+SWEEP=${1:-$OUT/runs}
+if [ "$SWEEP" != "$OUT/runs" ]; then  # keep the finished runs' records (not the checkpoints)
+    for run in "$SWEEP"/*/; do
+        [ -f "$run/done" ] || continue
+        mkdir -p "$OUT/runs/$(basename "$run")"
+        cp "$run"/{config.json,result.json,log.jsonl,predictions.npz,features.npz,done} "$OUT/runs/$(basename "$run")/"
+    done
+fi
+ltbench table "$OUT/runs" --format markdown --shots 500,200 --published --out "$OUT/table_500_200.md"
+ltbench table "$OUT/runs" --format latex --shots 500,200 --published --out "$OUT/table_500_200.tex"
+ltbench table "$OUT/runs" --format markdown --metrics macro_f1,g_mean,ece --out "$OUT/table.md"
+ltbench table "$OUT/runs" --format csv --metrics macro_f1,g_mean,ece,wn_var --out "$OUT/summary.csv"
