@@ -69,3 +69,28 @@ def test_ssp_stage_precedes_any_method(tmp_path):
     log = log_entries(cfg.run_dir)
     assert [e["stage_name"] for e in log] == ["ssp", "train"]
     assert rec["status"] == "done"
+
+
+def test_ssp_follows_the_released_rotation_pretraining():
+    """imbalanced-semi-self pretrain_rot.py: one balanced random rotation per image, lr·e/5 warm-up, x0.01 after
+    epoch 160 and no other drop, wd 2e-4; ``ssp_rotations=all`` / ``ssp_schedule=cosine`` keep the alternative."""
+    from ltbench.config import RunConfig
+    from ltbench.methods.ssp import one_rotation_each, with_ssp
+    from ltbench.resolve import resolve
+    from ltbench.train.optim import lr_factor
+
+    cls = with_ssp(METHODS.get("ce"))
+    hp = resolve(RunConfig(method="ce", dataset="cifar10_lt", ssp=True), cls).hp
+    stage = cls(
+        hp, _info({"data": {"class_counts": [5, 1], "num_classes": 2, "image_size": 32, "name": "x"}})
+    ).stages()[0]
+    assert (stage.name, stage.weight_decay, stage.schedule) == ("ssp", 2e-4, "step")
+    factors = [lr_factor(stage, e - 1, 0, 10) for e in (1, 5, 160, 161, 200)]  # 1-based epochs
+    assert factors == pytest.approx([0.2, 1.0, 1.0, 0.01, 0.01])
+    x = torch.arange(8 * 3 * 4 * 4, dtype=torch.float).view(8, 3, 4, 4)
+    torch.manual_seed(0)
+    xs, ys = one_rotation_each(x)
+    # labels drawn without replacement from [0, 1, 2, 3] * 3: each at most 3 times among the 8
+    assert xs.shape == x.shape and max(torch.bincount(ys, minlength=4).tolist()) <= 3
+    for i in range(8):
+        assert torch.equal(xs[i], torch.rot90(x[i], int(ys[i]), dims=(1, 2)))
