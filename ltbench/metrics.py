@@ -76,6 +76,22 @@ def g_mean(per_class: Sequence[float]) -> float:
     return float(np.exp(np.mean(np.log(acc))))
 
 
+def macro_auc(probs, labels, num_classes: int) -> float:
+    """Unweighted mean over classes of the one-vs-rest ROC AUC of p(c | x) (the tutorial seed's imbalance
+    metrics; scikit-learn's ``roc_auc_score`` per class). Classes without positives or negatives in ``labels``
+    have no AUC and are left out."""
+    from sklearn.metrics import roc_auc_score
+
+    probs, labels = _np(probs), _np(labels)
+    aucs = []
+    for c in range(num_classes):
+        positive = labels == c
+        if positive.all() or not positive.any():
+            continue
+        aucs.append(roc_auc_score(positive, probs[:, c]))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
 def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
     """ECE with equal-width confidence bins (Guo et al. 2017; 15 bins is their default)."""
     probs, labels = _np(probs), _np(labels)
@@ -100,11 +116,12 @@ def weight_norm_stats(weight) -> dict:
 def classification_metrics(
     logits: torch.Tensor, labels: torch.Tensor, train_counts: Sequence[int], many: int = 100, few: int = 20
 ) -> dict:
-    """Every metric of a result record from test logits: shot accuracies, macro-F1, G-mean, ECE."""
+    """Every metric of a result record from test logits: shot accuracies, macro-F1, G-mean, ECE, macro AUC."""
     probs = torch.softmax(logits.float(), dim=1)
     preds = probs.argmax(dim=1)
     out = shot_accuracy(preds, labels, train_counts, many, few)
     out["macro_f1"] = macro_f1(preds, labels, len(train_counts))
     out["g_mean"] = g_mean(out["per_class"])
     out["ece"] = expected_calibration_error(probs, labels)
+    out["auc"] = macro_auc(probs, labels, len(train_counts))
     return out

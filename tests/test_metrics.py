@@ -63,3 +63,16 @@ def test_weight_norms():
     s = weight_norm_stats(w)
     assert s["weight_norms"] == [5.0, 1.0]
     assert s["weight_norm_var"] == pytest.approx(4.0)
+
+
+def test_macro_auc_by_hand():
+    """Three classes, four images. Class 0: both positives (0.8, 0.6) above both negatives → 1; class 1: its
+    positive (0.5) beats 2 of 3 negatives (0.1, 0.3; not 0.6) → 2/3; class 2: 0.3 above 0.1, 0.1, 0.2 → 1."""
+    from ltbench.metrics import classification_metrics, macro_auc
+
+    probs = torch.tensor([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.3, 0.5, 0.2], [0.1, 0.6, 0.3]])
+    labels = torch.tensor([0, 0, 1, 2])
+    assert macro_auc(probs, labels, 3) == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert macro_auc(probs, labels, 4) == pytest.approx((1 + 2 / 3 + 1) / 3)  # class 3 has no positives: left out
+    logits = probs.log()
+    assert classification_metrics(logits, labels, [10, 5, 1])["auc"] == pytest.approx((1 + 2 / 3 + 1) / 3)

@@ -24,7 +24,7 @@ from ltbench.errors import ConfigError
 from ltbench.records import read_json, run_state
 
 GROUPS = ("many", "medium", "few")
-SCALARS = ("overall", "many", "medium", "few", "macro_f1", "g_mean", "ece")
+SCALARS = ("overall", "many", "medium", "few", "macro_f1", "g_mean", "ece", "auc")
 LISTS = ("per_class", "class_counts", "weight_norms", "classes")
 PathsLike = str | os.PathLike | Iterable[str | os.PathLike]
 

@@ -32,6 +32,7 @@ METRICS = {
     "macro_f1": ("Macro-F1", 100, True),
     "g_mean": ("G-mean", 100, True),
     "ece": ("ECE", 100, False),
+    "auc": ("AUC", 100, True),  # macro one-vs-rest ROC AUC
     "wn_var": ("WN var", 1, None),  # a diagnostic (seed paper Table 2), not a score: never bold
 }
 EXTRA_METRICS = tuple(m for m in METRICS if m not in ACCURACY)
@@ -236,6 +237,8 @@ def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], pu
     ]
     if set(metrics) & {"macro_f1", "g_mean", "ece", "wn_var"}:
         notes.append("Macro-F1, G-mean and ECE (15 bins) in %; WN var: variance of per-class classifier weight norms.")
+    if "auc" in metrics:
+        notes.append("AUC: the unweighted mean over classes of the one-vs-rest ROC AUC, in %.")
     if published:
         used = summary[summary["published"].notna()]
         for (method, ds, src), g in used.groupby(["method", "dataset", "pub_source"], sort=False):
