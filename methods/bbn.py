@@ -21,6 +21,7 @@ from ltbench.errors import ConfigError
 from ltbench.method import HP, Method, Stage
 from ltbench.models.cifar_resnet import BasicBlock, CifarResNet, _kaiming_init
 from ltbench.registry import METHODS
+from ltbench.train.context import Context
 
 SUPPORTED_BACKBONES = ("resnet32", "resnet32_w2", "resnet18_cifar", "resnet34_cifar")
 SRC = "BBN configs/cifar10.yaml, cifar100.yaml (docs/methods.md §16.4)"
@@ -117,7 +118,7 @@ class BBN(Method):
             )
         ]
 
-    def on_epoch_start(self, stage: Stage, epoch: int, model: nn.Module, ctx) -> None:
+    def on_epoch_start(self, stage: Stage, epoch: int, model: nn.Module, ctx: Context) -> None:
         ctx.log(alpha=cumulative_alpha(epoch, self.hp["epochs"]))
 
     def training_step(self, model: nn.Module, batch: dict, stage: Stage, epoch: int) -> dict[str, Tensor]:

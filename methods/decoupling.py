@@ -9,7 +9,7 @@ head-only stage leaves the backbone bit-identical.
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ltbench.method import HP, Method, Stage
 from ltbench.methods.one_stage import ce_stage_key
@@ -129,18 +129,18 @@ class TauNorm(Method):
         return ce_stage_key(self.hp)  # the CE model itself: `--from` a finished ce run trains nothing
 
     @staticmethod
-    def _logits(model, feats, tau: float):
+    def _logits(model: nn.Module, feats: Tensor, tau: float) -> Tensor:
         """Bias-free logits f(x)·W̃_c with W̃_c = W_c/||W_c||^τ (τ = 0: the raw weights without bias)."""
         return feats.float() @ tau_normalised_weight(model.head.weight.float(), tau).t()
 
-    def predict(self, model, x):
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
         return self._logits(model, model.backbone(x), self.hp["tau"])
 
-    def predict_variants(self, model, x):
+    def predict_variants(self, model: nn.Module, x: Tensor) -> dict[str, Tensor]:
         feats = model.backbone(x)
         return {f"tau={t}": self._logits(model, feats, t) for t in self.TAUS}
 
-    def choose_variant(self, val_scores):
+    def choose_variant(self, val_scores: dict[str, float] | None) -> str | None:
         """Best τ on the held-out validation split (rule B) if there is one, else the fixed τ (default)."""
         if not val_scores:
             return None

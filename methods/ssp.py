@@ -82,12 +82,12 @@ def with_ssp(base: type[Method]) -> type[Method]:
             )
             return [first, *super().stages()]
 
-        def build_model(self, backbone, num_classes, class_counts):
+        def build_model(self, backbone: nn.Module, num_classes: int, class_counts: list[int]) -> nn.Module:
             model = super().build_model(backbone, num_classes, class_counts)
             model.rot_head = nn.Linear(backbone.feature_dim, 4)
             return model
 
-        def training_step(self, model, batch, stage, epoch) -> dict:
+        def training_step(self, model: nn.Module, batch: dict, stage: Stage, epoch: int) -> dict:
             if stage.name != "ssp":
                 return super().training_step(model, batch, stage, epoch)
             xs, ys = (one_rotation_each if self.hp["ssp_rotations"] == "one" else rotations)(batch["x"])

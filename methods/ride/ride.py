@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ltbench.losses import LDAMLoss, class_balanced_weights
 from ltbench.method import HP, Method, Stage
 from ltbench.methods.ride.experts import RIDE_SCALE, multi_expert_model
 from ltbench.registry import METHODS
+from ltbench.train.context import Context
 from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
 
 RIDE_HP = {
@@ -117,7 +118,7 @@ class RIDE(Method):
         warmup = self.hp["distill_warmup_epochs"] if self.hp["teacher"] else self.hp["warmup_epochs"]
         return [ldam_cifar_stage(self.hp, nesterov=True, transform="ride", warmup_epochs=warmup)]
 
-    def build_model(self, backbone, num_classes, class_counts):
+    def build_model(self, backbone: nn.Module, num_classes: int, class_counts: list[int]) -> nn.Module:
         n_stages = len(getattr(backbone, "stages", ()))
         shared = max(0, n_stages - self.hp["expert_stages"])
         return multi_expert_model(
@@ -129,7 +130,7 @@ class RIDE(Method):
             scale=self.hp["scale"],
         )
 
-    def on_stage_start(self, stage, model, ctx) -> None:
+    def on_stage_start(self, stage: Stage, model: nn.Module, ctx: Context) -> None:
         self.ldam.to(ctx.device)  # margins (and DRW weights) live on the device, never copied per step
         if self.hp["teacher"] and self.teacher is None:
             from ltbench.restore import load_finished
@@ -148,7 +149,7 @@ class RIDE(Method):
         log_student = F.log_softmax(ensemble.float() / self.hp["distill_temperature"], dim=-1)
         return self.hp["distill_temperature"] ** 2 * F.kl_div(log_student, target, reduction="batchmean")
 
-    def on_epoch_start(self, stage, epoch, model, ctx) -> None:
+    def on_epoch_start(self, stage: Stage, epoch: int, model: nn.Module, ctx: Context) -> None:
         """DRW weights and class-wise temperature from ``reweight_epoch`` (0-indexed; RIDE's 1-indexed
         ``epoch > reweight_epoch`` is the same epoch)."""
         if epoch >= self.hp["reweight_epoch"] and self.temperature is None:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ltbench.method import HP, Stage
 from ltbench.methods.ride.ride import RIDE, RIDE_HP
 from ltbench.methods.ride.router import ExpertRouter, route, router_targets
 from ltbench.registry import METHODS
+from ltbench.train.context import Context
 
 RIDE_EA_HP = {
     **RIDE_HP,
@@ -58,18 +60,18 @@ class RIDEEA(RIDE):
         )
         return [*super().stages(), router]
 
-    def on_stage_start(self, stage, model, ctx) -> None:
+    def on_stage_start(self, stage: Stage, model: nn.Module, ctx: Context) -> None:
         super().on_stage_start(stage, model, ctx)
         # a device tensor made once (BCE wants a tensor), not a host-to-device copy per step
         self.pos_weight = torch.tensor(self.hp["router_pos_weight"], device=ctx.device)
 
-    def adapt_model(self, model, stage) -> None:
+    def adapt_model(self, model: nn.Module, stage: Stage) -> None:
         if stage.name == "router" and getattr(model, "router", None) is None:
             dim, top_k = model.backbone.feature_dim, self.hp["router_top_k"]
             router = ExpertRouter(model.num_experts, dim, self.num_classes, top_k)
             model.router = router.to(next(model.parameters()).device)
 
-    def training_step(self, model, batch, stage, epoch) -> dict:
+    def training_step(self, model: nn.Module, batch: dict, stage: Stage, epoch: int) -> dict:
         if stage.name != "router":
             return super().training_step(model, batch, stage, epoch)
         with torch.no_grad():
@@ -79,18 +81,18 @@ class RIDEEA(RIDE):
         loss = F.binary_cross_entropy_with_logits(pred, target, pos_weight=self.pos_weight)
         return {"loss": loss, "asked_more": (pred > 0).float().mean().detach(), "should_ask": target.mean()}
 
-    def _routing(self, model, x):
+    def _routing(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         out = model.forward_experts(x)
         if getattr(model, "router", None) is None:  # stage 1 curve evaluations: all experts
             return out.ensemble, torch.full((x.shape[0],), float(model.num_experts), device=x.device)
         routing = route(out.logits, model.router(out.logits, out.features))
         return routing.logits, routing.experts_used
 
-    def predict(self, model, x):
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
         return self._routing(model, x)[0]
 
-    def predict_variants(self, model, x):
+    def predict_variants(self, model: nn.Module, x: Tensor) -> dict[str, Tensor]:
         return {"all_experts": model(x)}
 
-    def eval_stats(self, model, x):
+    def eval_stats(self, model: nn.Module, x: Tensor) -> dict[str, Tensor]:
         return {"experts_used": self._routing(model, x)[1]}
