@@ -72,6 +72,10 @@ class RunConfig:
     threads: int | None = option(None, "CPU threads (default: $SLURM_CPUS_PER_TASK or torch's)", runtime=True)
     eval_every: int = option(10, "log test accuracy every N epochs (0: only at the end)", runtime=True)
     compile: bool = option(False, "torch.compile the backbone (for GPUs; not faster on CPU)", runtime=True)
+    tracker: str = option(
+        "none", "experiment tracker (an observer; needs the extra of that name)", runtime=True,
+        choices=("none", "tensorboard", "wandb"),
+    )  # fmt: skip
     pretrained: bool = option(False, "timm's pretrained weights (timm backbones only)", id_default=True)
     image_size: int | None = option(None, "ImageNet-LT/Places-LT/iNat: crop size (default 224)", id_default=True)
     workers: int | None = option(None, "ImageNet-LT/Places-LT/iNat: decoding processes (default CPUs-1)", runtime=True)

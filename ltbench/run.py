@@ -38,6 +38,7 @@ from ltbench.train.runtime import (
     resolve_precision,
     seed_everything,
 )
+from ltbench.train.trackers import check_tracker, make_tracker
 from ltbench.train.trainer import Diverged, Trainer
 
 
@@ -91,6 +92,7 @@ def prepare(cfg: RunConfig) -> tuple[type[Method], Resolved]:
     from ltbench.models.backbones import check_backbone
 
     check_backbone(resolved.backbone)
+    check_tracker(cfg.tracker)
     return method_cls, resolved
 
 
@@ -240,9 +242,15 @@ def _train_and_evaluate(
     lrs = frozenset(resolved.hp[k] for k in cfg.hparams if k == "lr" or k.endswith("_lr"))
     if cfg.from_run and not (cfg.run_dir / "ckpt.pt").exists():
         reuse_stages(cfg, method, resolved, data, precision, progress)
-    trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress, recipe, lrs)
-    state = trainer.fit()
-    ev = evaluate(method, model, ctx, resolved.shots)
+    tracked = {"run_id": cfg.run_id, "config": dataclasses.asdict(cfg), "resolved": dataclasses.asdict(resolved)}
+    tracker = make_tracker(cfg.tracker, cfg.run_dir, cfg.run_id, tracked, cfg.sweep)
+    try:
+        trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress, recipe, lrs, tracker)
+        state = trainer.fit()
+        ev = evaluate(method, model, ctx, resolved.shots)
+        tracker.final(sum(s.epochs for s in trainer.stages), ev["metrics"])
+    finally:
+        tracker.close()
     save_artifacts(cfg.run_dir, ev["test_logits"], data.test_y, feature_sample(model, ctx, data.test_x, data.test_y))
     metrics = ev["metrics"]
     weight = class_weight_matrix(model.head)

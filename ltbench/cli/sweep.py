@@ -29,6 +29,7 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--launcher", default="debug", help="debug (in-process) | local | slurm")
     p.add_argument("--preset", help="cluster preset: ltbench/sweep/presets.toml or $LTBENCH_PRESETS (e.g. dev, gpu1)")
     p.add_argument("--array-parallelism", type=int, help="max simultaneously running array tasks")
+    p.add_argument("--tracker", choices=("none", "tensorboard", "wandb"), help="experiment tracker of every run")
     p.add_argument("--dry-run", action="store_true", help="print the run states and what would be launched")
     p.add_argument("--retry-failed", action="store_true", help="also relaunch runs that failed")
     p.add_argument("--wait", action="store_true", help="wait for the submitted jobs and report their outcome")
@@ -63,6 +64,8 @@ def spec_from_args(args: argparse.Namespace):
         spec.run["data_root"] = args.data_root
     if args.from_run:
         spec.run["from_run"] = args.from_run
+    if args.tracker:
+        spec.run["tracker"] = args.tracker
     return spec
 
 

@@ -31,6 +31,7 @@ from ltbench.train.interrupt import Interrupted, StopFlag, graceful_stop
 from ltbench.train.optim import build_optimizer, lr_factor, set_lr
 from ltbench.train.progress import Progress, console
 from ltbench.train.recipes import apply_backbone_recipe
+from ltbench.train.trackers import Tracker
 
 CHECK_EVERY = 20  # steps between NaN checks / host syncs (one sync per check, none inside the step)
 DIVERGED_RATIO = 100.0  # a stage whose last epoch's mean loss is this many times its first epoch's is flagged
@@ -119,11 +120,13 @@ class Trainer:
         progress: bool = True,
         recipe: dict | None = None,
         explicit_lrs: frozenset[float] = frozenset(),
+        tracker: Tracker | None = None,
     ) -> None:
         self.method, self.model, self.ctx, self.run_dir = method, model, ctx, Path(run_dir)
         self.seed, self.eval_every = seed, eval_every
         self.stages = apply_backbone_recipe(method.stages(), recipe, set(explicit_lrs))
         self.progress = Progress(self.stages, len(ctx.train_y), enabled=progress)
+        self.tracker = tracker or Tracker()  # an observer (--tracker): sees what the progress display sees
         self.ckpt_path = self.run_dir / "ckpt.pt"
         self.log_path = self.run_dir / "log.jsonl"
         self.optimizer: torch.optim.Optimizer | None = None
@@ -338,7 +341,10 @@ class Trainer:
             if (it + 1) % CHECK_EVERY == 0 or it + 1 == n_steps:
                 self._check_finite(sums["loss"], idx, epoch, it)
                 rate = counters["images"] / (counters["seconds"] + time.perf_counter() - t0)
-                self.progress.step(it + 1, float(sums["loss"]) / (it + 1), rate)
+                loss = float(sums["loss"]) / (it + 1)
+                self.progress.step(it + 1, loss, rate)
+                seen = sum(t["images"] for t in state.timing.values()) + counters["images"]
+                self.tracker.step(seen, {"loss": loss, "lr": opt.param_groups[0]["lr"], "images_per_s": rate})
             if self.stop and it + 1 < n_steps:
                 counters["seconds"] += time.perf_counter() - t0
                 self._interrupt(idx, epoch, it + 1, state, order, sums, counters)
@@ -360,6 +366,7 @@ class Trainer:
         if self._should_eval(stage, epoch):
             entry["test_acc"] = self._quick_eval()
         append_jsonl(self.log_path, entry)
+        self.tracker.epoch(sum(s.epochs for s in self.stages[:idx]) + epoch, entry)
         tim = state.timing.setdefault(stage.name, {"seconds": 0.0, "images": 0})
         tim["seconds"] += seconds
         tim["images"] += n_images
