@@ -306,3 +306,31 @@ def test_sigterm_mid_epoch_while_mixing_then_resume_is_exact(tmp_path, method):
     if method == "otmix":
         log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
         assert log[1]["ot_epoch"] == 1.0 and 0 < log[1]["mixed"] < 1
+
+
+def test_otmix_pairs_each_foreground_with_the_background_the_plan_prefers():
+    """Features alone (w = 1): foreground k looks exactly like background π(k), so the plan is ≈ the permutation
+    π and the pairing recovers it; with the confusion term alone (w = 0) a foreground goes to the background whose
+    class it is most confused with."""
+    from torch import nn
+
+    class Flat(nn.Module):
+        def forward(self, x):
+            return x.flatten(1)
+
+    model = nn.Module()
+    model.backbone = Flat()
+    hp = _full_hp(OTmix, cost_weight=1.0)
+    method = OTmix(hp, _info([50, 5, 5]))
+    bg = F.normalize(torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(0)).flatten(1), dim=1).view(
+        6, 1, 4, 4
+    )
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    j, dup = method.ot_pairing(model, bg, bg[perm], torch.zeros(6, dtype=torch.long), torch.zeros(6, dtype=torch.long))
+    assert j.tolist() == perm.tolist() and dup.item() == 0
+    method = OTmix(_full_hp(OTmix, cost_weight=0.0), _info([50, 5, 5]))
+    method.cf = row_normalised_confusion(torch.tensor([[0.0, 0, 0], [0, 0, 9], [0, 0, 0]]) + torch.eye(3))
+    bg_y, fg_y = torch.tensor([0, 1, 2]), torch.tensor([1, 0, 2])
+    x = torch.zeros(3, 1, 4, 4)
+    j, _ = method.ot_pairing(model, x, x, bg_y, fg_y)
+    assert j[0].item() == 2  # the class-1 foreground goes onto the class-2 background (cf[1, 2] = 0.9)
