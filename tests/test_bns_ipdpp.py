@@ -13,6 +13,7 @@ import torch
 import ltbench.methods.bns_ipdpp as bns_ipdpp_module
 from ltbench.config import RunConfig
 from ltbench.dpp import sample_per_class
+from ltbench.errors import ConfigError
 from ltbench.methods.bns_ipdpp import BNSIPDPP
 from ltbench.records import log_entries, run_state
 from ltbench.registry import METHODS
@@ -112,14 +113,14 @@ def test_code_variant_and_random_head_skip_the_warmup(out_dir):
     assert rec["extras"]["ipdpp"]["loss_variant"] == "code"
 
 
-def test_presets_paper_and_resnet32():
+def test_presets_released_and_resnet32():
     cls = METHODS.get("bns_ipdpp")
-    paper10 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("paper",)), cls)
-    assert paper10.backbone == "resnet18_cifar" and paper10.shots == (500, 200)
-    assert paper10.hp["batch_size"] == 1024 and paper10.hp["loss_variant"] == "code"
-    paper100 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar100_lt", preset=("paper",)), cls)
-    assert paper100.backbone == "resnet34_cifar" and paper100.shots == (100, 20)
-    assert paper100.hp["refresh_every"] == 20
+    rel10 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("released",)), cls)
+    assert rel10.backbone == "resnet18_cifar" and rel10.shots == (500, 200)
+    assert rel10.hp["batch_size"] == 1024 and rel10.hp["loss_variant"] == "code"
+    rel100 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar100_lt", preset=("released",)), cls)
+    assert rel100.backbone == "resnet34_cifar" and rel100.shots == (100, 20)
+    assert rel100.hp["refresh_every"] == 20
     quick = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("resnet32", "quick")), cls)
     assert quick.backbone == "resnet32"
     # each stage scaled on its own: 1000 -> 20 pre-training epochs, 100 -> 20 fine-tuning epochs (F 10 -> 2)
@@ -155,3 +156,11 @@ def test_bns_stage_uses_two_views_and_no_classifier_loss():
     out["loss"].backward()
     assert float(out["loss"]) > 0  # a mean of -log sigmoid terms (NaN fails this too)
     assert model.head.weight.grad is None and model.projector.net[0].weight.grad is not None
+
+
+def test_the_old_preset_name_paper_is_gone():
+    """`paper` named the release's recipe; it is `released` now, and no committed spec or result used the old name."""
+    cls = METHODS.get("bns_ipdpp")
+    assert "paper" not in cls.presets and "released" in cls.presets
+    with pytest.raises(ConfigError, match="unknown preset 'paper'.*released"):
+        resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("paper",)), cls)
