@@ -264,6 +264,30 @@ def test_sbcl_loss_by_hand():
     assert float(got) == pytest.approx(sum(per) / 6, rel=1e-5)
 
 
+@pytest.mark.parametrize(("scale", "factor"), [("code", 1.0), ("tau_ratio", 0.1 / 0.07)])
+def test_sbcl_warmup_scale(scale, factor):
+    """Warm-up SupCon at τ = 0.1: ×1 as released (SupConLoss(temperature=0.1) keeps τ_b = 0.1), or ×τ/τ_b."""
+    from ltbench.methods.contrastive.sbcl import SBCL
+
+    assert SBCL.hparams["warmup_scale"].default == "code"
+    method, model = tiny_method(SBCL, warmup_scale=scale)
+    assert method.warmup_factor == pytest.approx(factor)
+    batch = two_view_batch([0, 0, 1, 0, 2, 1])
+    z = model.embed(torch.cat(batch["x"]))
+    lab = batch["y"].repeat(2).tolist()
+
+    def s(i, j):
+        return math.exp(float(z[i] @ z[j]) / 0.1)
+
+    per = []  # SupCon by hand: every other view of the same class is a positive; all other views in the denominator
+    for i in range(12):
+        others = [j for j in range(12) if j != i]
+        pos = [j for j in others if lab[j] == lab[i]]
+        per.append(-sum(math.log(s(i, p) / sum(s(i, a) for a in others)) for p in pos) / len(pos))
+    got = method.contrastive_step(model, batch, epoch=0)["loss"]
+    assert float(got) == pytest.approx(factor * sum(per) / 12, rel=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.mark.parametrize(
     ("method", "hparams"),
@@ -294,6 +318,7 @@ def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
     if method == "tsc":
         assert blob["method"]["assignment"] is not None and "tsc_targets" in rec["extras"]
     if method == "sbcl":
+        assert rec["extras"]["sbcl_warmup"] == {"scale": "code", "factor": 1.0}
         assert blob["method"]["subclasses"].shape == (sum(rec["data"]["class_counts"]),)
         assert log[0]["subclasses"] == sum(subclass_counts(rec["data"]["class_counts"], 10))
     if hparams.get("queue_size"):

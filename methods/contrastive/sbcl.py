@@ -26,6 +26,14 @@ SBCL_HP = {
     "gamma": HP(0.25, "SBCL code: class-term weight γ = 0.25 (§8)", range=("uniform", 0.05, 1.0)),
     "cluster_size": HP(10, "SBCL code: L = 10 CIFAR (20 ImageNet-LT); M = max(n_min, L) (§8)"),
     "supcon_epochs": HP(10, "SBCL code: 10 SupCon epochs before the first clustering (§8)", epoch=True),
+    # SBCL code SimCLR/main.py builds the warm-up loss as SupConLoss(temperature=0.1), whose base_temperature
+    # defaults to 0.1 (SimCLR/loss.py): τ/τ_b = 1. 'tau_ratio' scales it by τ/τ_b = 0.1/0.07 ≈ 1.43 like the
+    # subclass term (ltbench's earlier choice, so the loss does not jump when clustering starts).
+    "warmup_scale": HP(
+        "code",
+        "SBCL code SimCLR/loss.py: warm-up SupCon ×1 (τ_b = τ = 0.1); 'tau_ratio' = ×τ/τ_b ≈ 1.43 (§8)",
+        choices=("code", "tau_ratio"),
+    ),
     "step": HP(10, "SBCL code: re-cluster every 10 epochs on CIFAR (5 on ImageNet-LT) (§8)", epoch=True),
     "kmeans_iters": HP(35, "SBCL code: k-means ≤ 35 iterations (§8)"),
     "kmeans_tol": HP(1e-3, "SBCL code: k-means tolerance 1e-3 (§8)"),
@@ -125,6 +133,17 @@ class SBCL(ContrastiveTwoStage):
         self.subclasses: Tensor | None = None  # global subclass id per training image
         self.class_tau: Tensor | None = None
 
+    @property
+    def warmup_factor(self) -> float:
+        """The warm-up SupCon loss's factor: 1 as released, or τ/τ_b (``warmup_scale``, §8)."""
+        hp = self.hp
+        return 1.0 if hp["warmup_scale"] == "code" else hp["temperature"] / hp["base_temperature"]
+
+    def on_stage_start(self, stage, model, ctx) -> None:
+        super().on_stage_start(stage, model, ctx)
+        if stage.name == "contrastive":
+            ctx.record("sbcl_warmup", {"scale": self.hp["warmup_scale"], "factor": self.warmup_factor})
+
     def on_epoch_start(self, stage, epoch, model, ctx) -> None:
         start, step = self.hp["supcon_epochs"], max(1, self.hp["step"])
         if stage.name != "contrastive" or epoch < start or (epoch - start) % step != 0:
@@ -141,10 +160,9 @@ class SBCL(ContrastiveTwoStage):
         v1, v2 = batch["x"]
         z = model.embed(torch.cat([v1, v2]))
         y, hp = batch["y"], self.hp
-        if self.subclasses is None or epoch < hp["supcon_epochs"]:
-            # SupCon warm-up; PROPOSAL: the same τ/τ_b scale as the subclass term, so the loss does not jump
+        if self.subclasses is None or epoch < hp["supcon_epochs"]:  # SupCon warm-up at τ, scaled per warmup_scale
             loss = contrastive_loss(z, z, *supcon_masks(y), hp["temperature"])
-            return {"loss": hp["temperature"] / hp["base_temperature"] * loss}
+            return {"loss": self.warmup_factor * loss}
         sub = self.subclasses[batch["index"]]
         loss = sbcl_loss(z, y, sub, self.class_tau, hp["temperature"], hp["base_temperature"], hp["gamma"])
         return {"loss": loss}
