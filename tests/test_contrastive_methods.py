@@ -128,6 +128,53 @@ def test_kcl_queue_option_momentum_encoder_and_queue():
     assert model0.queue.filled == 3
 
 
+def test_kcl_queue_positives_topk_by_hand():
+    """topk (official KCL): the k same-class entries with the lowest queue slots; random: any k of them.
+
+    Queue slots 0..7 hold labels [1, 0, 1, 1, 2, 1, 0, 1]; k = 2. Query of class 1 -> slots 0 and 2 (not 3, 5, 7);
+    class 0 -> slots 1 and 6 (only two exist); class 2 -> slot 4 (fewer than k: all of them); class 3 -> none.
+    The denominator is the own key plus the whole queue either way."""
+    from ltbench.losses.contrastive import kcl_queue_masks
+
+    queue = torch.tensor([1, 0, 1, 1, 2, 1, 0, 1])
+    queries = torch.tensor([1, 0, 2, 3])
+    pos, den = kcl_queue_masks(queries, queue, 2, positives="topk")
+    chosen = [pos[i, 4:].nonzero().flatten().tolist() for i in range(4)]
+    assert chosen == [[0, 2], [1, 6], [4], []]
+    assert torch.equal(pos[:, :4], torch.eye(4, dtype=torch.bool)) and bool(den[:, 4:].all())
+    assert torch.equal(den[:, :4], torch.eye(4, dtype=torch.bool))
+    # deterministic: the same set every time, whatever the random state
+    assert torch.equal(pos, kcl_queue_masks(queries, queue, 2, torch.Generator().manual_seed(5), positives="topk")[0])
+    # random: k of the class-1 slots {0, 2, 3, 5, 7}, varying with the generator, and sometimes not the first two
+    draws = {
+        tuple(
+            kcl_queue_masks(queries, queue, 2, torch.Generator().manual_seed(s))[0][0, 4:].nonzero().flatten().tolist()
+        )
+        for s in range(40)
+    }
+    assert all(len(d) == 2 and set(d) <= {0, 2, 3, 5, 7} for d in draws) and len(draws) > 3
+
+
+def test_kcl_positives_reach_the_loss_and_are_recorded(monkeypatch):
+    """The method passes its ``positives`` to the queue masks (default topk = the release); TSC samples."""
+    import ltbench.methods.contrastive.common as common
+
+    assert KCL.hparams["positives"].default == "topk" and "positives" not in TSC.hparams
+    seen = []
+    real = common.kcl_queue_masks
+
+    def spy(*args, positives="random", **kwargs):
+        seen.append(positives)
+        return real(*args, positives=positives, **kwargs)
+
+    monkeypatch.setattr(common, "kcl_queue_masks", spy)
+    for hp in [{}, {"positives": "random"}]:
+        method, model = tiny_method(KCL, k=2, queue_size=8, **hp)
+        method.contrastive_step(model, two_view_batch([0, 1, 0, 2, 1]), epoch=0)
+    assert seen == ["topk", "random"]
+    assert tiny_method(TSC, k=2, queue_size=8)[0].queue_positives == "random"
+
+
 # ------------------------------------------------------------------------------------------------ TSC
 @pytest.mark.parametrize(("c", "d"), [(10, 128), (100, 128), (129, 128), (2, 3)])
 def test_simplex_targets_are_a_regular_simplex(c, d):
@@ -321,6 +368,8 @@ def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
         assert rec["extras"]["sbcl_warmup"] == {"scale": "code", "factor": 1.0}
         assert blob["method"]["subclasses"].shape == (sum(rec["data"]["class_counts"]),)
         assert log[0]["subclasses"] == sum(subclass_counts(rec["data"]["class_counts"], 10))
+    if method == "kcl":  # what ran: the release's top-k with the queue; in-batch always samples
+        assert rec["extras"]["kcl_positives"] == ("topk" if hparams.get("queue_size") else "random (in-batch)")
     if hparams.get("queue_size"):
         assert blob["model"]["queue._extra_state"]["filled"] == 64  # pre-filled, then kept full
 

@@ -160,6 +160,11 @@ class ContrastiveTwoStage(Method):
         """The stage-1 loss: each of KCL, TSC and SBCL defines its own."""
 
     # KCL contrast sets (KCL, TSC)
+    @property
+    def queue_positives(self) -> str:
+        """How the k queue positives are chosen: KCL's ``positives`` hparam; TSC samples them uniformly."""
+        return self.hp.get("positives", "random")
+
     def kcl_contrast(self, model: ContrastiveModel, batch: dict) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(anchors, their labels, contrast set, P mask, A mask) of KCL, in-batch or with the queue (§6)."""
         v1, v2 = batch["x"]
@@ -176,7 +181,7 @@ class ContrastiveTwoStage(Method):
             q = model.embed(v1)
             with torch.no_grad():
                 keys = model.key_encoder(v2)
-        pos, den = kcl_queue_masks(y, model.queue.labels, k)
+        pos, den = kcl_queue_masks(y, model.queue.labels, k, positives=self.queue_positives)
         contrast = torch.cat([keys, model.queue.keys.to(keys.dtype)])  # a copy: enqueue below is safe
         model.queue.enqueue(keys, y)
         return q, y, contrast, pos, den
