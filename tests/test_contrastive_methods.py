@@ -374,6 +374,37 @@ def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
         assert blob["model"]["queue._extra_state"]["filled"] == 64  # pre-filled, then kept full
 
 
+@pytest.mark.parametrize("name", ["kcl", "tsc", "sbcl"])
+def test_imagenet_preset_builds_a_queue_only_for_a_loss_that_reads_it(name):
+    """KCL and TSC contrast with the queue (kcl_contrast); SBCL's loss is in-batch, so it gets no queue or key
+    encoder, even if a preset or an old configuration carries queue_size/momentum."""
+    from ltbench.registry import METHODS
+    from ltbench.resolve import resolve
+
+    cls = METHODS.get(name)
+    hp = resolve(RunConfig(method=name, dataset="imagenet_lt", preset=("imagenet_lt",)), cls).hp
+    info = DataInfo(num_classes=3, class_counts=[6, 4, 2], image_size=4, dataset="toy")
+    model = cls({**hp, "proj_dim": 4, "queue_size": 16, "momentum": 0.9}, info).build_model(
+        TinyBackbone(), 3, [6, 4, 2]
+    )
+    reads_queue = name != "sbcl"
+    assert ("queue_size" in cls.hparams) == reads_queue
+    assert (model.queue is not None) == reads_queue and (model.key_encoder is not None) == reads_queue
+
+
+def test_sbcl_imagenet_preset_is_the_release_schedule():
+    """SBCL moco/main.py: 400 epochs, wd 1e-4, --cluster 20, --step 5, τ 0.07, warm-up = first half, cosine to 0."""
+    from ltbench.methods.contrastive.sbcl import SBCL
+    from ltbench.resolve import resolve
+
+    hp = resolve(RunConfig(method="sbcl", dataset="imagenet_lt", preset=("imagenet_lt",)), SBCL).hp
+    want = {"epochs": 400, "weight_decay": 1e-4, "cluster_size": 20, "step": 5, "temperature": 0.07}
+    assert {k: hp[k] for k in want} == want
+    assert hp["supcon_epochs"] == 200 and hp["final_lr_factor"] == 0.0 and hp["batch_size"] == 256
+    assert "queue_size" not in hp and "momentum" not in hp
+    assert subclass_counts([1280, 20, 5], hp["cluster_size"]) == [64, 1, 1]  # M = max(n_min = 5, 20) = 20
+
+
 def test_contrastive_model_is_a_classifier():
     _, model = tiny_method(KCL)
     assert isinstance(model, ContrastiveModel) and model.queue is None and model.key_encoder is None

@@ -102,7 +102,10 @@ class ContrastiveTwoStage(Method):
         width = backbone.feature_dim
         proj = ProjectionMLP(width, self.hp["proj_hidden"] or width, self.hp["proj_dim"])
         head = CosineHead(width, num_classes) if self.hp["stage2"] == "ldam" else new_linear(width, num_classes)
-        return ContrastiveModel(backbone, head, proj, self.hp.get("queue_size", 0), self.hp.get("momentum", 0.0))
+        # a queue and key encoder only for a method whose loss reads them (it declares QUEUE_HP: KCL, TSC)
+        queue = "queue_size" in self.hparams
+        size, momentum = (self.hp.get("queue_size", 0), self.hp.get("momentum", 0.0)) if queue else (0, 0.0)
+        return ContrastiveModel(backbone, head, proj, size, momentum)
 
     def stages(self) -> list[Stage]:
         hp = self.hp

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ltbench.losses.contrastive import contrastive_loss, sbcl_loss, supcon_masks
 from ltbench.method import HP
-from ltbench.methods.contrastive.common import ContrastiveTwoStage
+from ltbench.methods.contrastive.common import IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
 from ltbench.registry import METHODS
 
 SBCL_HP = {
@@ -126,6 +126,21 @@ class SBCL(ContrastiveTwoStage):
 
     paper = "Hou et al., Subclass-balancing Contrastive Learning for Long-tailed Recognition, ICCV 2023"
     hparams = {**ContrastiveTwoStage.hparams, **SBCL_HP}
+    # ImageNet-LT: the schedule and clustering of the release's moco/main.py (§8.5), in-batch. The release's
+    # MoCo queue loss (moco/loss.py) is not implemented, so no queue or key encoder is built (the KCL preset's
+    # queue_size/momentum are dropped): a queue the loss does not read would only cost memory and time.
+    presets = {
+        "imagenet_lt": {
+            **{k: v for k, v in IMAGENET_PRESET.items() if k not in QUEUE_HP},
+            "epochs": 400,  # moco/main.py --epochs 400
+            "weight_decay": 1e-4,  # moco/main.py --wd 1e-4
+            "cluster_size": 20,  # moco/main.py --cluster 20
+            "step": 5,  # moco/main.py --step 5 (re-cluster every 5 epochs)
+            "temperature": 0.07,  # moco/main.py --moco-t 0.07; with τ_b = 0.07 the subclass term is ×1, as released
+            "supcon_epochs": 200,  # moco/main.py: the first epochs // 2 are the warm-up (KCL there, SupCon here)
+            "final_lr_factor": 0.0,  # moco/main.py adjust_learning_rate: cosine down to 0
+        }
+    }
 
     def __init__(self, hp, info) -> None:
         super().__init__(hp, info)
