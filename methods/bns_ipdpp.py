@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltbench.data.transforms import KORNIA_SYNCS
-from ltbench.dpp import MODES, sample_per_class
+from ltbench.dpp import RELEASED_SEED, SUBSET_MODES, sample_per_class
 from ltbench.losses import BNSLoss
 from ltbench.method import HP, Method, Stage
 from ltbench.models.cifar_resnet import Classifier
@@ -47,7 +47,13 @@ HPARAMS = {
     "refresh_every": HP(
         10, "BNS code: subset re-drawn every 10 epochs (CIFAR-10; 20 for CIFAR-100)", epoch="ft_epochs"
     ),
-    "sampler_mode": HP("exact", "DECISION §9.3 item 10: exact structured k-DPP", choices=MODES),
+    # exact/eig/paper: k-DPP samplers; code: a fresh uniform subset per refresh; released_fixed: the release
+    # (sampling/ip_dpp_smapler.py: RandomState(42) per refresh, the exchange chain's uniform start) = one fixed subset
+    "sampler_mode": HP(
+        "exact",
+        "DECISION §9.3 item 10: exact structured k-DPP; 'released_fixed' = the release's fixed uniform subset",
+        choices=SUBSET_MODES,
+    ),
     "finetune": HP("full", "§9.3 item 12: full fine-tuning (code) or frozen backbone", choices=("full", "frozen")),
     "head_init": HP(
         "warm", "PROPOSAL §9.3 item 7: 1-epoch head warm-up; 'random' = released code", choices=("warm", "random")
@@ -80,14 +86,16 @@ class BNSIPDPP(Method):
     hparams = HPARAMS
     step_syncs = dict(KORNIA_SYNCS)  # the SimCLR views of both stages
     presets = {
-        # the released code's CIFAR recipe (§9.2): larger backbone and projector, 500/200 groups on CIFAR-10-LT
-        "paper": {
+        # the released code's CIFAR recipe (§9.2): larger backbone and projector, 500/200 groups on CIFAR-10-LT.
+        # Named `released` (it was `paper` before): it follows the release, not the paper's text (§9.4).
+        "released": {
             "backbone": {"cifar100_lt": "resnet34_cifar", "*": "resnet18_cifar"},
             "proj_hidden": 2048,
             "batch_size": {"cifar100_lt": 512, "*": 1024},
             "loss_variant": "code",
             "head_init": "random",
             "refresh_every": {"cifar100_lt": 20, "*": 10},
+            "sampler_mode": "released_fixed",  # §9.2: the same uniform subset at every refresh
             "shots": {"cifar10_lt": (500, 200), "*": (100, 20)},
         },
         "resnet32": {"backbone": "resnet32"},  # the common CIFAR protocol (§0.5), the default
@@ -188,17 +196,17 @@ class BNSIPDPP(Method):
             ctx.set_subset(idx)
             ctx.record("warmup_subset_sizes", sizes)
         if stage.name == "ipdpp":
-            ctx.record(
-                "ipdpp",
-                {
-                    "mode": self.hp["sampler_mode"],
-                    "k": self.k,
-                    "refresh_every": self.hp["refresh_every"],
-                    "loss_variant": self.hp["loss_variant"],
-                    "finetune": self.hp["finetune"],
-                    "head_init": self.hp["head_init"],
-                },
-            )
+            info = {
+                "mode": self.hp["sampler_mode"],
+                "k": self.k,
+                "refresh_every": self.hp["refresh_every"],
+                "loss_variant": self.hp["loss_variant"],
+                "finetune": self.hp["finetune"],
+                "head_init": self.hp["head_init"],
+            }
+            if self.hp["sampler_mode"] == "released_fixed":  # the subsets ignore the run seed and p
+                info["fixed_seed"] = RELEASED_SEED
+            ctx.record("ipdpp", info)
 
     def on_epoch_start(self, stage, epoch, model, ctx) -> None:
         if stage.name != "ipdpp" or epoch % max(1, self.hp["refresh_every"]) != 0:

@@ -13,6 +13,7 @@ import torch
 import ltbench.methods.bns_ipdpp as bns_ipdpp_module
 from ltbench.config import RunConfig
 from ltbench.dpp import sample_per_class
+from ltbench.errors import ConfigError
 from ltbench.methods.bns_ipdpp import BNSIPDPP
 from ltbench.records import log_entries, run_state
 from ltbench.registry import METHODS
@@ -112,14 +113,15 @@ def test_code_variant_and_random_head_skip_the_warmup(out_dir):
     assert rec["extras"]["ipdpp"]["loss_variant"] == "code"
 
 
-def test_presets_paper_and_resnet32():
+def test_presets_released_and_resnet32():
     cls = METHODS.get("bns_ipdpp")
-    paper10 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("paper",)), cls)
-    assert paper10.backbone == "resnet18_cifar" and paper10.shots == (500, 200)
-    assert paper10.hp["batch_size"] == 1024 and paper10.hp["loss_variant"] == "code"
-    paper100 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar100_lt", preset=("paper",)), cls)
-    assert paper100.backbone == "resnet34_cifar" and paper100.shots == (100, 20)
-    assert paper100.hp["refresh_every"] == 20
+    rel10 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("released",)), cls)
+    assert rel10.backbone == "resnet18_cifar" and rel10.shots == (500, 200)
+    assert rel10.hp["batch_size"] == 1024 and rel10.hp["loss_variant"] == "code"
+    rel100 = resolve(RunConfig(method="bns_ipdpp", dataset="cifar100_lt", preset=("released",)), cls)
+    assert rel100.backbone == "resnet34_cifar" and rel100.shots == (100, 20)
+    assert rel100.hp["refresh_every"] == 20
+    assert rel10.hp["sampler_mode"] == rel100.hp["sampler_mode"] == "released_fixed"
     quick = resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("resnet32", "quick")), cls)
     assert quick.backbone == "resnet32"
     # each stage scaled on its own: 1000 -> 20 pre-training epochs, 100 -> 20 fine-tuning epochs (F 10 -> 2)
@@ -155,3 +157,70 @@ def test_bns_stage_uses_two_views_and_no_classifier_loss():
     out["loss"].backward()
     assert float(out["loss"]) > 0  # a mean of -log sigmoid terms (NaN fails this too)
     assert model.head.weight.grad is None and model.projector.net[0].weight.grad is not None
+
+
+def test_the_old_preset_name_paper_is_gone():
+    """`paper` named the release's recipe; it is `released` now, and no committed spec or result used the old name."""
+    cls = METHODS.get("bns_ipdpp")
+    assert "paper" not in cls.presets and "released" in cls.presets
+    with pytest.raises(ConfigError, match="unknown preset 'paper'.*released"):
+        resolve(RunConfig(method="bns_ipdpp", dataset="cifar10_lt", preset=("paper",)), cls)
+
+
+# ---------------------------------------------------------------- the release's subset: one fixed uniform draw
+LABELS = torch.tensor([0] * 6 + [1] * 4 + [2] * 2)
+
+
+def test_released_fixed_is_the_uniform_draw_of_a_seed_42_generator_in_reverse_class_order():
+    """By hand: a generator seeded with 42, classes visited 2, 1, 0 (the release's reversed loop), each class with
+    more than k images reduced to the first k of a uniform permutation; class 2 (2 ≤ k) kept whole."""
+    k = 3
+    g = torch.Generator().manual_seed(42)
+    want_1 = 6 + torch.randperm(4, generator=g)[:k]  # class 1 first: it is drawn before class 0
+    want_0 = torch.randperm(6, generator=g)[:k]
+    expected = sorted([10, 11, *want_1.tolist(), *want_0.tolist()])
+    idx, sizes = sample_per_class(torch.full((12,), 0.5), LABELS, k, mode="released_fixed")
+    assert idx.tolist() == expected and sizes == {0: 3, 1: 3, 2: 2}
+
+
+def test_released_fixed_ignores_p_and_the_generator():
+    """Not kernel-dependent: opposite p (which reverse the k-DPP's preferences) and other generators, same subset."""
+    low = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5], dtype=torch.float64)
+    a, _ = sample_per_class(low, LABELS, 3, generator=torch.Generator().manual_seed(1), mode="released_fixed")
+    b, _ = sample_per_class(1 - low, LABELS, 3, generator=torch.Generator().manual_seed(2), mode="released_fixed")
+    c, _ = sample_per_class(low, LABELS, 3, mode="released_fixed")  # unseeded: still the same
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_released_fixed_is_uniform_over_seeds(monkeypatch):
+    """The fixed subset is one uniform draw: with the seed varied, the rule hits every 2-subset of 4 equally often."""
+    import itertools
+
+    import ltbench.dpp
+
+    counts = dict.fromkeys(itertools.combinations(range(4), 2), 0)
+    for seed in range(3000):
+        monkeypatch.setattr(ltbench.dpp, "RELEASED_SEED", seed)
+        y, _ = sample_per_class(torch.tensor([0.1, 0.9, 0.5, 1.0]), torch.zeros(4), 2, mode="released_fixed")
+        counts[tuple(y.tolist())] += 1
+    assert all(abs(c / 3000 - 1 / 6) < 0.03 for c in counts.values())  # 1/6 ± 0.03 is > 4 standard errors
+
+
+@pytest.mark.parametrize("mode", ["released_fixed", "code"])
+def test_two_refreshes_same_subset_only_in_released_fixed(out_dir, mode, monkeypatch):
+    """released_fixed: every refresh returns the same subset (as the release); code: a fresh uniform one."""
+    drawn = []
+
+    def spy(*args, **kwargs):
+        idx, sizes = sample_per_class(*args, **kwargs)
+        drawn.append(idx)
+        return idx, sizes
+
+    monkeypatch.setattr(bns_ipdpp_module, "sample_per_class", spy)
+    cfg = _cfg(out_dir, sampler_mode=mode, epochs=1)
+    rec = execute(cfg, progress=False)
+    assert rec["status"] == "done" and rec["extras"]["ipdpp"]["mode"] == mode
+    assert ("fixed_seed" in rec["extras"]["ipdpp"]) == (mode == "released_fixed")
+    refreshes = drawn[1:]  # the first draw is the head warm-up's random balanced subset
+    assert len(refreshes) == 2  # epochs 0 and 2 of 4
+    assert torch.equal(refreshes[0], refreshes[1]) == (mode == "released_fixed")

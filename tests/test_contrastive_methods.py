@@ -128,6 +128,53 @@ def test_kcl_queue_option_momentum_encoder_and_queue():
     assert model0.queue.filled == 3
 
 
+def test_kcl_queue_positives_topk_by_hand():
+    """topk (official KCL): the k same-class entries with the lowest queue slots; random: any k of them.
+
+    Queue slots 0..7 hold labels [1, 0, 1, 1, 2, 1, 0, 1]; k = 2. Query of class 1 -> slots 0 and 2 (not 3, 5, 7);
+    class 0 -> slots 1 and 6 (only two exist); class 2 -> slot 4 (fewer than k: all of them); class 3 -> none.
+    The denominator is the own key plus the whole queue either way."""
+    from ltbench.losses.contrastive import kcl_queue_masks
+
+    queue = torch.tensor([1, 0, 1, 1, 2, 1, 0, 1])
+    queries = torch.tensor([1, 0, 2, 3])
+    pos, den = kcl_queue_masks(queries, queue, 2, positives="topk")
+    chosen = [pos[i, 4:].nonzero().flatten().tolist() for i in range(4)]
+    assert chosen == [[0, 2], [1, 6], [4], []]
+    assert torch.equal(pos[:, :4], torch.eye(4, dtype=torch.bool)) and bool(den[:, 4:].all())
+    assert torch.equal(den[:, :4], torch.eye(4, dtype=torch.bool))
+    # deterministic: the same set every time, whatever the random state
+    assert torch.equal(pos, kcl_queue_masks(queries, queue, 2, torch.Generator().manual_seed(5), positives="topk")[0])
+    # random: k of the class-1 slots {0, 2, 3, 5, 7}, varying with the generator, and sometimes not the first two
+    draws = {
+        tuple(
+            kcl_queue_masks(queries, queue, 2, torch.Generator().manual_seed(s))[0][0, 4:].nonzero().flatten().tolist()
+        )
+        for s in range(40)
+    }
+    assert all(len(d) == 2 and set(d) <= {0, 2, 3, 5, 7} for d in draws) and len(draws) > 3
+
+
+def test_kcl_positives_reach_the_loss_and_are_recorded(monkeypatch):
+    """The method passes its ``positives`` to the queue masks (default topk = the release); TSC samples."""
+    import ltbench.methods.contrastive.common as common
+
+    assert KCL.hparams["positives"].default == "topk" and "positives" not in TSC.hparams
+    seen = []
+    real = common.kcl_queue_masks
+
+    def spy(*args, positives="random", **kwargs):
+        seen.append(positives)
+        return real(*args, positives=positives, **kwargs)
+
+    monkeypatch.setattr(common, "kcl_queue_masks", spy)
+    for hp in [{}, {"positives": "random"}]:
+        method, model = tiny_method(KCL, k=2, queue_size=8, **hp)
+        method.contrastive_step(model, two_view_batch([0, 1, 0, 2, 1]), epoch=0)
+    assert seen == ["topk", "random"]
+    assert tiny_method(TSC, k=2, queue_size=8)[0].queue_positives == "random"
+
+
 # ------------------------------------------------------------------------------------------------ TSC
 @pytest.mark.parametrize(("c", "d"), [(10, 128), (100, 128), (129, 128), (2, 3)])
 def test_simplex_targets_are_a_regular_simplex(c, d):
@@ -264,6 +311,30 @@ def test_sbcl_loss_by_hand():
     assert float(got) == pytest.approx(sum(per) / 6, rel=1e-5)
 
 
+@pytest.mark.parametrize(("scale", "factor"), [("code", 1.0), ("tau_ratio", 0.1 / 0.07)])
+def test_sbcl_warmup_scale(scale, factor):
+    """Warm-up SupCon at τ = 0.1: ×1 as released (SupConLoss(temperature=0.1) keeps τ_b = 0.1), or ×τ/τ_b."""
+    from ltbench.methods.contrastive.sbcl import SBCL
+
+    assert SBCL.hparams["warmup_scale"].default == "code"
+    method, model = tiny_method(SBCL, warmup_scale=scale)
+    assert method.warmup_factor == pytest.approx(factor)
+    batch = two_view_batch([0, 0, 1, 0, 2, 1])
+    z = model.embed(torch.cat(batch["x"]))
+    lab = batch["y"].repeat(2).tolist()
+
+    def s(i, j):
+        return math.exp(float(z[i] @ z[j]) / 0.1)
+
+    per = []  # SupCon by hand: every other view of the same class is a positive; all other views in the denominator
+    for i in range(12):
+        others = [j for j in range(12) if j != i]
+        pos = [j for j in others if lab[j] == lab[i]]
+        per.append(-sum(math.log(s(i, p) / sum(s(i, a) for a in others)) for p in pos) / len(pos))
+    got = method.contrastive_step(model, batch, epoch=0)["loss"]
+    assert float(got) == pytest.approx(factor * sum(per) / 12, rel=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.mark.parametrize(
     ("method", "hparams"),
@@ -294,10 +365,44 @@ def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
     if method == "tsc":
         assert blob["method"]["assignment"] is not None and "tsc_targets" in rec["extras"]
     if method == "sbcl":
+        assert rec["extras"]["sbcl_warmup"] == {"scale": "code", "factor": 1.0}
         assert blob["method"]["subclasses"].shape == (sum(rec["data"]["class_counts"]),)
         assert log[0]["subclasses"] == sum(subclass_counts(rec["data"]["class_counts"], 10))
+    if method == "kcl":  # what ran: the release's top-k with the queue; in-batch always samples
+        assert rec["extras"]["kcl_positives"] == ("topk" if hparams.get("queue_size") else "random (in-batch)")
     if hparams.get("queue_size"):
         assert blob["model"]["queue._extra_state"]["filled"] == 64  # pre-filled, then kept full
+
+
+@pytest.mark.parametrize("name", ["kcl", "tsc", "sbcl"])
+def test_imagenet_preset_builds_a_queue_only_for_a_loss_that_reads_it(name):
+    """KCL and TSC contrast with the queue (kcl_contrast); SBCL's loss is in-batch, so it gets no queue or key
+    encoder, even if a preset or an old configuration carries queue_size/momentum."""
+    from ltbench.registry import METHODS
+    from ltbench.resolve import resolve
+
+    cls = METHODS.get(name)
+    hp = resolve(RunConfig(method=name, dataset="imagenet_lt", preset=("imagenet_lt",)), cls).hp
+    info = DataInfo(num_classes=3, class_counts=[6, 4, 2], image_size=4, dataset="toy")
+    model = cls({**hp, "proj_dim": 4, "queue_size": 16, "momentum": 0.9}, info).build_model(
+        TinyBackbone(), 3, [6, 4, 2]
+    )
+    reads_queue = name != "sbcl"
+    assert ("queue_size" in cls.hparams) == reads_queue
+    assert (model.queue is not None) == reads_queue and (model.key_encoder is not None) == reads_queue
+
+
+def test_sbcl_imagenet_preset_is_the_release_schedule():
+    """SBCL moco/main.py: 400 epochs, wd 1e-4, --cluster 20, --step 5, τ 0.07, warm-up = first half, cosine to 0."""
+    from ltbench.methods.contrastive.sbcl import SBCL
+    from ltbench.resolve import resolve
+
+    hp = resolve(RunConfig(method="sbcl", dataset="imagenet_lt", preset=("imagenet_lt",)), SBCL).hp
+    want = {"epochs": 400, "weight_decay": 1e-4, "cluster_size": 20, "step": 5, "temperature": 0.07}
+    assert {k: hp[k] for k in want} == want
+    assert hp["supcon_epochs"] == 200 and hp["final_lr_factor"] == 0.0 and hp["batch_size"] == 256
+    assert "queue_size" not in hp and "momentum" not in hp
+    assert subclass_counts([1280, 20, 5], hp["cluster_size"]) == [64, 1, 1]  # M = max(n_min = 5, 20) = 20
 
 
 def test_contrastive_model_is_a_classifier():

@@ -16,7 +16,12 @@ Sampler modes of :func:`sample_k_dpp`:
 * ``paper``: Algorithm 1 of the paper as published: Bernoulli(λ/(λ+1)) eigenvector selection in eigh order,
   truncated once k are kept, then a *deterministic* arg-max phase 2. It is not a k-DPP sampler and can
   return fewer than k items; we return what it returns.
-* ``code``: a uniform random k-subset — what the released code effectively does (§9.2).
+* ``code``: a uniform random k-subset, fresh at every call — the release's uniform undersampling, re-drawn.
+
+:func:`sample_per_class` also accepts ``released_fixed`` (not a k-DPP mode, so not in :data:`MODES`): what the
+release (CASELabCode/Fudong-BNS-IPDPP, ``sampling/ip_dpp_smapler.py``) does exactly — it creates
+``RandomState(42)`` inside every refresh and keeps the starting state of dppy's exchange chain, a uniform
+k-subset, so every refresh returns the *same* uniform subset of each class and the kernel is never used.
 """
 
 from __future__ import annotations
@@ -32,9 +37,14 @@ from ltbench.dpp.exact import log_normaliser_db, sample_structured, structured_w
 from ltbench.errors import ConfigError
 
 MODES = ("exact", "eig", "paper", "code")
+# the release seeds a fresh generator with 42 inside every IP-DPP refresh (sampling/ip_dpp_smapler.py, forward)
+RELEASED_SEED = 42
+SUBSET_MODES = (*MODES, "released_fixed")  # modes of sample_per_class
 
 __all__ = [
     "MODES",
+    "RELEASED_SEED",
+    "SUBSET_MODES",
     "ipdpp_kernel",
     "k_dpp_log_normaliser",
     "paper_algorithm1",
@@ -159,6 +169,9 @@ def sample_per_class(
     """Stage-2 subset: per class c with n_c > k, a k-DPP draw on that class's p alone (kernel size n_c);
     classes with n_c ≤ k are kept whole (§9.3 item 11).
 
+    ``mode="released_fixed"`` is the release's behaviour: ``generator`` and p are ignored; a generator seeded
+    with :data:`RELEASED_SEED` is created at each call and the classes are visited in reverse label order (as
+    the release's loop), each drawing a uniform k-subset — the same subsets at every call.
     Returns (sorted global indices, {class: number selected}); with mode ``paper`` a class may get < k.
     """
     t = _as_probs(p)
@@ -167,15 +180,19 @@ def sample_per_class(
         raise ConfigError(f"labels must have the same shape as p, got {tuple(lab.shape)} vs {tuple(t.shape)}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ConfigError(f"k must be a non-negative integer, got {k!r}")
-    if mode not in MODES:
-        raise ConfigError(f"unknown k-DPP sampler mode {mode!r}; valid modes: {', '.join(MODES)}")
-    gen = _generator(generator)
+    if mode not in SUBSET_MODES:
+        raise ConfigError(f"unknown subset sampler mode {mode!r}; valid modes: {', '.join(SUBSET_MODES)}")
+    classes = torch.unique(lab).tolist()
+    if mode == "released_fixed":
+        gen, mode, classes = torch.Generator().manual_seed(RELEASED_SEED), "code", classes[::-1]
+    else:
+        gen = _generator(generator)
     parts, sizes = [], {}
-    for c in torch.unique(lab).tolist():
+    for c in classes:
         members = (lab == c).nonzero().flatten()
         if members.numel() > k:
             members = members[sample_k_dpp(t[members], int(k), generator=gen, mode=mode)]
         parts.append(members)
         sizes[int(c)] = int(members.numel())
     idx = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
-    return idx.sort().values, sizes
+    return idx.sort().values, dict(sorted(sizes.items()))

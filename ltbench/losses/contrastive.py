@@ -22,6 +22,7 @@ __all__ = [
     "BNSLoss",
     "contrastive_log_prob",
     "contrastive_loss",
+    "first_k_mask",
     "kcl_masks",
     "kcl_queue_masks",
     "sample_mask",
@@ -59,6 +60,19 @@ def sample_mask(candidates: Tensor, k: int | None, generator: torch.Generator | 
     scores = _uniform(tuple(candidates.shape), candidates.device, generator).masked_fill(~candidates, -1.0)
     idx = scores.topk(min(k, candidates.shape[1]), dim=1).indices
     return torch.zeros_like(candidates).scatter_(1, idx, True) & candidates
+
+
+def first_k_mask(candidates: Tensor, k: int) -> Tensor:
+    """Per row, keep the first min(k, #candidates) True entries in column order (deterministic).
+
+    The official KCL (BalFeat ``moco/kcl_builder.py``) takes ``gt_mask.topk(k)`` of a 0/1 same-class mask over
+    the queue slots; all positives tie at 1, and CUDA's top-k returns tied entries in index order, i.e. the
+    k same-class entries with the lowest queue slots (fewer if there are fewer; the zeros topk adds then are
+    masked out again, as here).
+    """
+    if k <= 0:
+        return torch.zeros_like(candidates)
+    return candidates & (candidates.long().cumsum(1) <= k)
 
 
 def contrastive_log_prob(
@@ -147,16 +161,25 @@ def kcl_masks(
 
 
 def kcl_queue_masks(
-    query_labels: Tensor, queue_labels: Tensor, k: int, generator: torch.Generator | None = None
+    query_labels: Tensor,
+    queue_labels: Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    positives: str = "random",
 ) -> tuple[Tensor, Tensor]:
     """KCL masks for the MoCo-style variant: contrast = [keys (B); queue (K)] (official KCL, §6).
 
-    P_i = {own key} ∪ k same-class queue entries (uniform, without replacement); A_i = own key + whole
-    queue (the other keys of the batch are not in it, as in MoCo). Returns (B × (B + K)) masks.
+    P_i = {own key} ∪ k same-class queue entries; A_i = own key + whole queue (the other keys of the batch are
+    not in it, as in MoCo). ``positives="topk"``: the k same-class entries with the lowest queue slots, as the
+    official code's ``topk`` (:func:`first_k_mask`); ``"random"``: k drawn uniformly without replacement.
+    Returns (B × (B + K)) masks.
     """
+    if positives not in ("topk", "random"):
+        raise ValueError(f"positives must be 'topk' or 'random', got {positives!r}")
     own = torch.eye(query_labels.numel(), dtype=torch.bool, device=query_labels.device)
     same = query_labels[:, None] == queue_labels.to(query_labels.device)[None, :]
-    pos = torch.cat([own, sample_mask(same, k, generator)], dim=1)
+    chosen = first_k_mask(same, k) if positives == "topk" else sample_mask(same, k, generator)
+    pos = torch.cat([own, chosen], dim=1)
     return pos, torch.cat([own, torch.ones_like(same)], dim=1)
 
 

@@ -102,7 +102,10 @@ class ContrastiveTwoStage(Method):
         width = backbone.feature_dim
         proj = ProjectionMLP(width, self.hp["proj_hidden"] or width, self.hp["proj_dim"])
         head = CosineHead(width, num_classes) if self.hp["stage2"] == "ldam" else new_linear(width, num_classes)
-        return ContrastiveModel(backbone, head, proj, self.hp.get("queue_size", 0), self.hp.get("momentum", 0.0))
+        # a queue and key encoder only for a method whose loss reads them (it declares QUEUE_HP: KCL, TSC)
+        queue = "queue_size" in self.hparams
+        size, momentum = (self.hp.get("queue_size", 0), self.hp.get("momentum", 0.0)) if queue else (0, 0.0)
+        return ContrastiveModel(backbone, head, proj, size, momentum)
 
     def stages(self) -> list[Stage]:
         hp = self.hp
@@ -160,6 +163,11 @@ class ContrastiveTwoStage(Method):
         """The stage-1 loss: each of KCL, TSC and SBCL defines its own."""
 
     # KCL contrast sets (KCL, TSC)
+    @property
+    def queue_positives(self) -> str:
+        """How the k queue positives are chosen: KCL's ``positives`` hparam; TSC samples them uniformly."""
+        return self.hp.get("positives", "random")
+
     def kcl_contrast(self, model: ContrastiveModel, batch: dict) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """(anchors, their labels, contrast set, P mask, A mask) of KCL, in-batch or with the queue (§6)."""
         v1, v2 = batch["x"]
@@ -176,7 +184,7 @@ class ContrastiveTwoStage(Method):
             q = model.embed(v1)
             with torch.no_grad():
                 keys = model.key_encoder(v2)
-        pos, den = kcl_queue_masks(y, model.queue.labels, k)
+        pos, den = kcl_queue_masks(y, model.queue.labels, k, positives=self.queue_positives)
         contrast = torch.cat([keys, model.queue.keys.to(keys.dtype)])  # a copy: enqueue below is safe
         model.queue.enqueue(keys, y)
         return q, y, contrast, pos, den

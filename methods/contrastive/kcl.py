@@ -19,6 +19,16 @@ KCL_HP = {
     # k = 6 is KCL's ImageNet-LT value; the CIFAR k is unstated (docs/methods.md §6, §12 item 3)
     "k": HP(6, "KCL paper/code (ImageNet-LT); PROPOSAL for CIFAR (§6)", range=("int", 1, 16)),
 }
+# KCL only (TSC's release, moco/builder.py, samples its k queue positives uniformly without replacement).
+POSITIVES_HP = {
+    # With a queue only: BalFeat moco/kcl_builder.py takes gt_mask.topk(posk) — the same-class entries with the
+    # lowest queue slots; 'random' draws k uniformly. In-batch (TSC's CIFAR re-implementation) always samples.
+    "positives": HP(
+        "topk",
+        "official KCL moco/kcl_builder.py: top-k of the same-class queue mask (lowest slots); 'random' = uniform",
+        choices=("topk", "random"),
+    ),
+}
 
 
 @METHODS.register("kcl")
@@ -28,7 +38,12 @@ class KCL(ContrastiveTwoStage):
     display_name = "KCL"
 
     paper = "Kang et al., Exploring Balanced Feature Spaces for Representation Learning, ICLR 2021"
-    hparams = {**ContrastiveTwoStage.hparams, **KCL_HP, **QUEUE_HP}
+    hparams = {**ContrastiveTwoStage.hparams, **KCL_HP, **POSITIVES_HP, **QUEUE_HP}
+
+    def on_stage_start(self, stage, model, ctx) -> None:
+        super().on_stage_start(stage, model, ctx)
+        if stage.name == "contrastive":  # what ran: the queue rule, or uniform sampling in-batch
+            ctx.record("kcl_positives", self.hp["positives"] if model.queue is not None else "random (in-batch)")
 
     def contrastive_step(self, model, batch, epoch) -> dict:
         anchors, _, contrast, pos, den = self.kcl_contrast(model, batch)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ltbench.losses.contrastive import contrastive_loss, sbcl_loss, supcon_masks
 from ltbench.method import HP
-from ltbench.methods.contrastive.common import ContrastiveTwoStage
+from ltbench.methods.contrastive.common import IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
 from ltbench.registry import METHODS
 
 SBCL_HP = {
@@ -26,6 +26,14 @@ SBCL_HP = {
     "gamma": HP(0.25, "SBCL code: class-term weight γ = 0.25 (§8)", range=("uniform", 0.05, 1.0)),
     "cluster_size": HP(10, "SBCL code: L = 10 CIFAR (20 ImageNet-LT); M = max(n_min, L) (§8)"),
     "supcon_epochs": HP(10, "SBCL code: 10 SupCon epochs before the first clustering (§8)", epoch=True),
+    # SBCL code SimCLR/main.py builds the warm-up loss as SupConLoss(temperature=0.1), whose base_temperature
+    # defaults to 0.1 (SimCLR/loss.py): τ/τ_b = 1. 'tau_ratio' scales it by τ/τ_b = 0.1/0.07 ≈ 1.43 like the
+    # subclass term (ltbench's earlier choice, so the loss does not jump when clustering starts).
+    "warmup_scale": HP(
+        "code",
+        "SBCL code SimCLR/loss.py: warm-up SupCon ×1 (τ_b = τ = 0.1); 'tau_ratio' = ×τ/τ_b ≈ 1.43 (§8)",
+        choices=("code", "tau_ratio"),
+    ),
     "step": HP(10, "SBCL code: re-cluster every 10 epochs on CIFAR (5 on ImageNet-LT) (§8)", epoch=True),
     "kmeans_iters": HP(35, "SBCL code: k-means ≤ 35 iterations (§8)"),
     "kmeans_tol": HP(1e-3, "SBCL code: k-means tolerance 1e-3 (§8)"),
@@ -118,12 +126,38 @@ class SBCL(ContrastiveTwoStage):
 
     paper = "Hou et al., Subclass-balancing Contrastive Learning for Long-tailed Recognition, ICCV 2023"
     hparams = {**ContrastiveTwoStage.hparams, **SBCL_HP}
+    # ImageNet-LT: the schedule and clustering of the release's moco/main.py (§8.5), in-batch. The release's
+    # MoCo queue loss (moco/loss.py) is not implemented, so no queue or key encoder is built (the KCL preset's
+    # queue_size/momentum are dropped): a queue the loss does not read would only cost memory and time.
+    presets = {
+        "imagenet_lt": {
+            **{k: v for k, v in IMAGENET_PRESET.items() if k not in QUEUE_HP},
+            "epochs": 400,  # moco/main.py --epochs 400
+            "weight_decay": 1e-4,  # moco/main.py --wd 1e-4
+            "cluster_size": 20,  # moco/main.py --cluster 20
+            "step": 5,  # moco/main.py --step 5 (re-cluster every 5 epochs)
+            "temperature": 0.07,  # moco/main.py --moco-t 0.07; with τ_b = 0.07 the subclass term is ×1, as released
+            "supcon_epochs": 200,  # moco/main.py: the first epochs // 2 are the warm-up (KCL there, SupCon here)
+            "final_lr_factor": 0.0,  # moco/main.py adjust_learning_rate: cosine down to 0
+        }
+    }
 
     def __init__(self, hp, info) -> None:
         super().__init__(hp, info)
         self.ks = subclass_counts(self.counts, hp["cluster_size"])
         self.subclasses: Tensor | None = None  # global subclass id per training image
         self.class_tau: Tensor | None = None
+
+    @property
+    def warmup_factor(self) -> float:
+        """The warm-up SupCon loss's factor: 1 as released, or τ/τ_b (``warmup_scale``, §8)."""
+        hp = self.hp
+        return 1.0 if hp["warmup_scale"] == "code" else hp["temperature"] / hp["base_temperature"]
+
+    def on_stage_start(self, stage, model, ctx) -> None:
+        super().on_stage_start(stage, model, ctx)
+        if stage.name == "contrastive":
+            ctx.record("sbcl_warmup", {"scale": self.hp["warmup_scale"], "factor": self.warmup_factor})
 
     def on_epoch_start(self, stage, epoch, model, ctx) -> None:
         start, step = self.hp["supcon_epochs"], max(1, self.hp["step"])
@@ -141,10 +175,9 @@ class SBCL(ContrastiveTwoStage):
         v1, v2 = batch["x"]
         z = model.embed(torch.cat([v1, v2]))
         y, hp = batch["y"], self.hp
-        if self.subclasses is None or epoch < hp["supcon_epochs"]:
-            # SupCon warm-up; PROPOSAL: the same τ/τ_b scale as the subclass term, so the loss does not jump
+        if self.subclasses is None or epoch < hp["supcon_epochs"]:  # SupCon warm-up at τ, scaled per warmup_scale
             loss = contrastive_loss(z, z, *supcon_masks(y), hp["temperature"])
-            return {"loss": hp["temperature"] / hp["base_temperature"] * loss}
+            return {"loss": self.warmup_factor * loss}
         sub = self.subclasses[batch["index"]]
         loss = sbcl_loss(z, y, sub, self.class_tau, hp["temperature"], hp["base_temperature"], hp["gamma"])
         return {"loss": loss}
