@@ -46,6 +46,7 @@ def load_data(cfg: RunConfig) -> LTData:
     spec = DataSpec(
         root=Path(cfg.data_root).expanduser() if cfg.data_root else None,
         imbalance_ratio=cfg.imbalance_ratio,
+        class_counts=cfg.class_counts,
         profile=cfg.profile,
         subset=cfg.subset,
         val=cfg.val,
@@ -74,6 +75,8 @@ def check_counts(data: LTData, strict: bool, progress: bool) -> None:
         f"{len(capped)} of {data.num_classes} classes have fewer training images than requested "
         f"(got/requested: {shown}{more}); the pool of {prov.get('source_path', 'the data')} cannot give more"
     )
+    if prov.get("counts_explicit"):  # counts the user wrote down are never silently capped
+        raise DataError(msg + " — lower those classes' --class-counts")
     if strict:
         raise DataError(msg + " — rerun without --strict-counts to train on what is available")
     if progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ltbench.config import RunConfig
 from ltbench.data import cifar
 from ltbench.data.base import DataSpec
 from ltbench.data.longtail import class_counts, natural_key, shot_groups
@@ -222,3 +224,40 @@ def test_real_cifar100_lt(cifar100_root, real_cache):
     assert len(data.test_y) == 10_000 and data.test_y.bincount().tolist() == [100] * 100
     assert data.classes[0] == "apple" and data.classes[-1] == "worm"
     assert {k: len(v) for k, v in shot_groups(data.class_counts).items()} == {"many": 35, "medium": 35, "few": 30}
+
+
+def test_explicit_class_counts_replace_the_profile(tmp_path):
+    """--class-counts (Liu & Liu's toy studies): any counts, one per class, same subset rule and provenance."""
+    import subprocess
+    import sys
+
+    from ltbench.data.longtail import parse_class_counts
+
+    assert parse_class_counts("5000x9,100") == (5000,) * 9 + (100,)
+    assert parse_class_counts("3\n2, 1x2") == (3, 2, 1, 1)
+    for bad in ("5000x9,0", "abc", "", "10x0"):
+        with pytest.raises(ConfigError, match="class-counts"):
+            parse_class_counts(bad)
+    data = DATASETS.get("synthetic_lt")(DataSpec(class_counts=(5, 20, 3, 20, 20, 20, 20, 20, 20, 8)))
+    assert data.class_counts == [5, 20, 3, 20, 20, 20, 20, 20, 20, 8]
+    assert data.provenance["profile"] == "custom" and data.provenance["imbalance_ratio"] == pytest.approx(20 / 3)
+    with pytest.raises(ConfigError, match="gives 2 counts; this dataset has 10 classes"):
+        DATASETS.get("synthetic_lt")(DataSpec(class_counts=(5, 3)))
+    with pytest.raises(ConfigError, match="drop --imbalance-ratio"):
+        RunConfig(method="ce", dataset="synthetic_lt", class_counts=(5,) * 10, imbalance_ratio=10)
+    assert RunConfig(method="ce").run_id == RunConfig(method="ce", class_counts=None).run_id  # old run ids stay
+    counts_file = tmp_path / "counts.txt"
+    counts_file.write_text("20x9\n5\n")
+    base = [sys.executable, "-m", "ltbench", "run", "--method", "ce", "--dataset", "synthetic_lt", "--epochs", "1"]
+    base += ["--quiet", "--device", "cpu"]
+    cmd = [*base, "--class-counts", str(counts_file), "--out", str(tmp_path / "o")]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    [result] = (tmp_path / "o" / "runs").glob("*/result.json")
+    assert json.loads(result.read_text())["data"]["class_counts"] == [20] * 9 + [5]
+    too_many = subprocess.run(
+        [*base, "--class-counts", "999x10", "--out", str(tmp_path / "p")], capture_output=True, text=True
+    )
+    assert too_many.returncode == 2 and "lower those classes' --class-counts" in too_many.stderr
+    bad = subprocess.run([*base, "--class-counts", "5x9,zero"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "accepted: positive integers" in bad.stderr

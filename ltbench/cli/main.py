@@ -21,6 +21,21 @@ def _shots(text: str) -> tuple[int, int]:
     return many, few
 
 
+def _class_counts(text: str) -> tuple[int, ...]:
+    """``--class-counts``: the counts themselves (``5000x9,100``) or a file holding them."""
+    from pathlib import Path
+
+    from ltbench.data.longtail import parse_class_counts
+
+    path = Path(text).expanduser()
+    if path.is_file():
+        text = path.read_text()
+    try:
+        return parse_class_counts(text)
+    except LTBenchError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--class-counts: ")) from None
+
+
 def _presets(values: list[str] | None) -> tuple[str, ...]:
     return tuple(p for v in values or [] for p in v.split(",") if p)
 
@@ -29,6 +44,8 @@ def _flag_type(name: str, hint: str):
     """argparse ``type`` of a RunConfig field from its annotation (``int | None`` -> int, ...)."""
     if name == "shots":
         return _shots
+    if name == "class_counts":
+        return _class_counts
     for kind in ("int", "float"):
         if hint.startswith(kind):
             return {"int": int, "float": float}[kind]

@@ -32,6 +32,7 @@ class DataSpec:
 
     root: Path | None = None
     imbalance_ratio: float | None = None
+    class_counts: tuple[int, ...] | None = None  # explicit training images per class (--class-counts)
     profile: str = "exp"  # exp | step (docs/protocol.md §0.1 item 2)
     subset: str = "ldam"  # ldam | first (docs/protocol.md §0.1 item 3)
     val: str = "none"  # none | B (held-out balanced validation split, docs/protocol.md §0.1 item 7)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ltbench.data.base import DataSpec, LTData, default_cache_dir, default_data_root
 from ltbench.data.cache import cache_key, files_fingerprint, folder_fingerprint, load_cached, save_cached
-from ltbench.data.longtail import RULES, assemble_lt, class_counts, lt_split, natural_key
+from ltbench.data.longtail import RULES, assemble_lt, lt_split, natural_key, requested_counts
 from ltbench.errors import ConfigError, DataError
 
 NAMES = ("cifar10", "cifar100")
@@ -263,7 +263,7 @@ def build_cifar_lt(name: str, spec: DataSpec) -> LTData:
     cache_dir = spec.cache_dir or default_cache_dir()
     ir = DEFAULT_IR if spec.imbalance_ratio is None else float(spec.imbalance_ratio)
     n_max, num_classes = N_MAX[name], NUM_CLASSES[name]
-    requested = class_counts(n_max, num_classes, ir, spec.profile)
+    requested, chosen = requested_counts(spec.class_counts, n_max, num_classes, ir, spec.profile)
     x, y, classes, src = load_cifar_pool(name, root, "train", cache_dir)
     test_x, test_y, test_classes, test_src = load_cifar_pool(name, root, "test", cache_dir)
     if test_classes != classes:
@@ -280,8 +280,7 @@ def build_cifar_lt(name: str, spec: DataSpec) -> LTData:
         "test_fingerprint": test_src["fingerprint"],
         "subset": spec.subset,
         "subset_seed": 0,
-        "imbalance_ratio": ir,
-        "profile": spec.profile,
+        **chosen,
         "n_max": n_max,
         "val": spec.val,
         "val_per_class": v if spec.val == "B" else 0,

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 
 from ltbench.data.base import DataSpec, LTData
-from ltbench.data.longtail import RULES, assemble_lt, class_counts, lt_split
+from ltbench.data.longtail import RULES, assemble_lt, lt_split, requested_counts
 from ltbench.errors import ConfigError
 
 NUM_CLASSES = 10
@@ -59,7 +59,7 @@ def build_digits_lt(spec: DataSpec) -> LTData:
     if spec.subset not in RULES:
         raise ConfigError(f"unknown subset rule {spec.subset!r}; accepted: {' | '.join(RULES)}")
     ir = DEFAULT_IR if spec.imbalance_ratio is None else float(spec.imbalance_ratio)
-    requested = class_counts(N_MAX, NUM_CLASSES, ir, spec.profile)
+    requested, chosen = requested_counts(spec.class_counts, N_MAX, NUM_CLASSES, ir, spec.profile)
     x, y = load_digits_pool()
     pool, test = split_test(y)
     split = lt_split(y[pool], requested, spec.subset, spec.val, VAL_PER_CLASS)
@@ -71,8 +71,7 @@ def build_digits_lt(spec: DataSpec) -> LTData:
         "source": "sklearn.datasets.load_digits",
         "subset": spec.subset,
         "subset_seed": 0,
-        "imbalance_ratio": ir,
-        "profile": spec.profile,
+        **chosen,
         "n_max": N_MAX,
         "test_per_class": TEST_PER_CLASS,
         "val": spec.val,

@@ -109,9 +109,10 @@ def _sha(path: Path) -> str:
 
 
 def _check_spec(name: str, spec: DataSpec) -> None:
-    if spec.imbalance_ratio is not None or spec.profile != "exp" or spec.subset != "ldam":
+    if spec.imbalance_ratio is not None or spec.class_counts or spec.profile != "exp" or spec.subset != "ldam":
         raise ConfigError(
-            f"{name}'s long tail is fixed by its split files; --imbalance-ratio/--profile/--subset apply to CIFAR-LT"
+            f"{name}'s long tail is fixed by its split files; --imbalance-ratio/--class-counts/--profile/--subset "
+            "apply to CIFAR-LT (and digits_lt)"
         )
     if spec.val != "none":
         raise ConfigError(f"{name} uses its official validation split; --val applies to CIFAR-LT")

@@ -59,6 +59,43 @@ def class_counts(n_max: int, num_classes: int, imbalance_ratio: float, profile: 
     return counts
 
 
+
+def requested_counts(
+    explicit: Sequence[int] | None, n_max: int, num_classes: int, imbalance_ratio: float, profile: str
+) -> tuple[list[int], dict]:
+    """The counts a builder asks its pool for, and how they were chosen (for the provenance): the profile's
+    (``class_counts``), or the user's explicit ``--class-counts`` (one per class, in class order)."""
+    if explicit is None:
+        return class_counts(n_max, num_classes, imbalance_ratio, profile), {
+            "imbalance_ratio": imbalance_ratio, "profile": profile,
+        }  # fmt: skip
+    counts = [int(n) for n in explicit]
+    if len(counts) != num_classes:
+        raise ConfigError(
+            f"--class-counts gives {len(counts)} counts; this dataset has {num_classes} classes (one count per class, "
+            f"in class order, e.g. 5000x{num_classes - 1},100)"
+        )
+    return counts, {"imbalance_ratio": max(counts) / max(1, min(counts)), "profile": "custom", "counts_explicit": True}
+
+
+def parse_class_counts(text: str) -> tuple[int, ...]:
+    """``5000x9,100`` -> (5000, ..., 5000, 100): comma- or newline-separated counts, ``NxK`` repeating N K times.
+    Raises ConfigError with the accepted form."""
+    counts: list[int] = []
+    for token in re.split(r"[,\s]+", text.strip()):
+        if not token:
+            continue
+        match = re.fullmatch(r"(\d+)(?:x(\d+))?", token)
+        if match is None or int(match.group(1)) < 1 or (match.group(2) is not None and int(match.group(2)) < 1):
+            raise ConfigError(
+                f"--class-counts: {token!r} is not a count; accepted: positive integers N or NxK (N repeated K times), "
+                "separated by commas, e.g. 5000x9,100, or a file holding them"
+            )
+        counts += [int(match.group(1))] * int(match.group(2) or 1)
+    if not counts:
+        raise ConfigError("--class-counts is empty; e.g. 5000x9,100")
+    return tuple(counts)
+
 def select_indices(
     labels: np.ndarray, counts: Sequence[int], rule: str = "ldam", seed: int = SUBSET_SEED
 ) -> np.ndarray:

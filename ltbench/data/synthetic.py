@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ltbench.data.base import DataSpec, LTData
-from ltbench.data.longtail import RULES, assemble_lt, class_counts, lt_split
+from ltbench.data.longtail import RULES, assemble_lt, lt_split, requested_counts
 from ltbench.errors import ConfigError
 
 NUM_CLASSES = 10
@@ -56,7 +56,7 @@ def build_synthetic_lt(spec: DataSpec) -> LTData:
     if spec.subset not in RULES:
         raise ConfigError(f"unknown subset rule {spec.subset!r}; accepted: {' | '.join(RULES)}")
     ir = DEFAULT_IR if spec.imbalance_ratio is None else float(spec.imbalance_ratio)
-    requested = class_counts(N_MAX, NUM_CLASSES, ir, spec.profile)
+    requested, chosen = requested_counts(spec.class_counts, N_MAX, NUM_CLASSES, ir, spec.profile)
     rng_train, rng_test = (np.random.default_rng(s) for s in np.random.SeedSequence(SEED).spawn(2))
     x, y = generate(N_MAX, rng_train)
     test_x, test_y = generate(TEST_PER_CLASS, rng_test)
@@ -68,8 +68,7 @@ def build_synthetic_lt(spec: DataSpec) -> LTData:
         "source": f"generated (seed {SEED})",
         "subset": spec.subset,
         "subset_seed": 0,
-        "imbalance_ratio": ir,
-        "profile": spec.profile,
+        **chosen,
         "n_max": N_MAX,
         "val": spec.val,
         "val_per_class": VAL_PER_CLASS if spec.val == "B" else 0,
