@@ -21,6 +21,21 @@ QUICK_EPOCHS = 20  # --preset quick: the first stage gets ~20 epochs (200 -> 20 
 SCALE_PRESETS = ("quick",)
 
 
+MIX_SIMILAR_FORM = "SRC:DST:RHO:LAMBDA (classes by index or name, 0 <= RHO, LAMBDA <= 1), e.g. 0:9:0.2:0.2"
+
+
+def parse_mix_similar(text: str) -> tuple[str, str, float, float]:
+    """``--mix-similar SRC:DST:RHO:LAMBDA`` (ltbench/data/similar.py) checked without touching data."""
+    parts = text.split(":")
+    try:
+        src, dst, rho, lam = parts[0], parts[1], float(parts[2]), float(parts[3])
+    except (IndexError, ValueError):
+        raise ConfigError(f"--mix-similar {text!r}: expected {MIX_SIMILAR_FORM}") from None
+    if len(parts) != 4 or not (0 <= rho <= 1 and 0 <= lam <= 1) or not src or not dst or src == dst:
+        raise ConfigError(f"--mix-similar {text!r}: expected {MIX_SIMILAR_FORM}, SRC and DST different")
+    return src, dst, rho, lam
+
+
 def default_out() -> str:
     return os.environ.get("LTBENCH_OUT", "ltbench-out")
 
@@ -55,6 +70,12 @@ class RunConfig:
         None,
         "training images per class instead of a profile: N or NxK (N repeated K times), comma-separated, in class "
         "order (e.g. 5000x9,100), or a file holding them",
+        id_default=True,
+    )
+    mix_similar: str | None = option(
+        None,
+        "replace a share RHO of class SRC's training images by LAMBDA*x_src + (1-LAMBDA)*x_dst (x_dst from class "
+        "DST; labels kept): SRC:DST:RHO:LAMBDA (Liu & Liu §4.2)",
         id_default=True,
     )
     subset: str = option("ldam", "which images: LDAM-DRW's exact rule or dataset order", choices=("ldam", "first"))
@@ -107,6 +128,8 @@ class RunConfig:
             raise ConfigError("--class-counts gives every class its count: drop --imbalance-ratio / --profile")
         if self.class_counts is not None and not all(isinstance(n, int) and n >= 1 for n in self.class_counts):
             raise ConfigError(f"--class-counts must be positive integers, got {self.class_counts}")
+        if self.mix_similar is not None:
+            parse_mix_similar(self.mix_similar)
         if self.imbalance_ratio is not None and not self.imbalance_ratio >= 1:
             raise ConfigError(f"--imbalance-ratio must be >= 1, got {self.imbalance_ratio}")
         many, few = self.shots or (100, 20)

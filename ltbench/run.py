@@ -54,6 +54,10 @@ def load_data(cfg: RunConfig) -> LTData:
         workers=cfg.workers,
     )
     data = DATASETS.get(cfg.dataset)(spec)
+    if cfg.mix_similar:
+        from ltbench.data.similar import inject_similar
+
+        data = inject_similar(data, cfg.mix_similar)
     if cfg.image_size is not None and not hasattr(data.train_x, "paths"):
         raise ConfigError(
             f"--image-size applies to file-backed datasets (imagenet_lt, places_lt, inat2018), not {cfg.dataset}"

@@ -261,3 +261,33 @@ def test_explicit_class_counts_replace_the_profile(tmp_path):
     assert too_many.returncode == 2 and "lower those classes' --class-counts" in too_many.stderr
     bad = subprocess.run([*base, "--class-counts", "5x9,zero"], capture_output=True, text=True)
     assert bad.returncode == 2 and "accepted: positive integers" in bad.stderr
+
+
+def test_similar_sample_injection_mixes_a_share_of_one_class_towards_another():
+    """--mix-similar SRC:DST:RHO:LAMBDA (Liu & Liu §4.2): round(ρ·n_src) images of SRC become
+    round(λ·x_src + (1−λ)·x_dst) with x_dst from DST; labels, other images and the test set are unchanged."""
+    import torch
+
+    from ltbench.data.similar import inject_similar
+
+    clean = DATASETS.get("synthetic_lt")(DataSpec())
+    data = inject_similar(DATASETS.get("synthetic_lt")(DataSpec()), "0:9:0.5:0.25")
+    info = data.provenance["mix_similar"]
+    n_src = clean.class_counts[0]
+    assert info["replaced"] == round(0.5 * n_src) and (info["src"], info["dst"], info["seed"]) == (0, 9, 0)
+    assert torch.equal(data.train_y, clean.train_y) and torch.equal(data.test_x, clean.test_x)
+    changed = (data.train_x != clean.train_x).flatten(1).any(1)
+    assert set(clean.train_y[changed].tolist()) <= {0} and int(changed.sum()) <= info["replaced"]
+    dst_images = clean.train_x[clean.train_y == 9].float()
+    for i in torch.nonzero(changed).flatten()[:5].tolist():  # each changed image is one of the admissible mixes
+        mixes = (0.25 * clean.train_x[i].float() + 0.75 * dst_images).round()
+        assert (mixes == data.train_x[i].float()).flatten(1).all(1).any()
+    again = inject_similar(DATASETS.get("synthetic_lt")(DataSpec()), "0:9:0.5:0.25")
+    assert torch.equal(again.train_x, data.train_x)  # a fixed seed: every run seed trains on the same images
+    for bad in ("0:9:1.5:0.2", "0:0:0.2:0.2", "0:9:0.2", "a:b:c:d"):
+        with pytest.raises(ConfigError, match="--mix-similar"):
+            RunConfig(method="ce", dataset="synthetic_lt", mix_similar=bad)
+    with pytest.raises(ConfigError, match="not a class of"):
+        inject_similar(DATASETS.get("synthetic_lt")(DataSpec()), "0:zebra:0.2:0.2")
+    assert RunConfig(method="ce").run_id == RunConfig(method="ce", mix_similar=None).run_id
+    assert RunConfig(method="ce").run_id != RunConfig(method="ce", mix_similar="0:9:0.2:0.2").run_id

@@ -59,7 +59,6 @@ def class_counts(n_max: int, num_classes: int, imbalance_ratio: float, profile: 
     return counts
 
 
-
 def requested_counts(
     explicit: Sequence[int] | None, n_max: int, num_classes: int, imbalance_ratio: float, profile: str
 ) -> tuple[list[int], dict]:
@@ -95,6 +94,7 @@ def parse_class_counts(text: str) -> tuple[int, ...]:
     if not counts:
         raise ConfigError("--class-counts is empty; e.g. 5000x9,100")
     return tuple(counts)
+
 
 def select_indices(
     labels: np.ndarray, counts: Sequence[int], rule: str = "ldam", seed: int = SUBSET_SEED
