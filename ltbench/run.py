@@ -258,7 +258,8 @@ def _train_and_evaluate(
         tracker.final(sum(s.epochs for s in trainer.stages), ev["metrics"])
     finally:
         tracker.close()
-    save_artifacts(cfg.run_dir, ev["test_logits"], data.test_y, feature_sample(model, ctx, data.test_x, data.test_y))
+    sample = feature_sample(model, ctx, data.test_x, data.test_y)
+    save_artifacts(cfg.run_dir, ev["test_logits"], data.test_y, sample)
     metrics = ev["metrics"]
     weight = class_weight_matrix(model.head)
     if weight is not None:
@@ -283,6 +284,7 @@ def _train_and_evaluate(
         "warnings": ctx.records.pop("warnings", []),
         "reused_from": ctx.records.pop("reused_from", None),
         "numerics": numerics(),
+        "similarity": _similarity(sample, ev["test_logits"], data),
         **({"compile": compile_report()} if cfg.compile else {}),
         "extras": ctx.records,
     }
@@ -301,6 +303,16 @@ def reuse_stages(
         console(
             f"ltbench: stage(s) {', '.join(reused['stages'])} taken from finished run {source} (identical settings)"
         )
+
+
+def _similarity(sample: dict | None, logits: torch.Tensor, data: LTData) -> dict | None:
+    """Class-pair similarity (ltbench/report/similarity.py) for datasets of up to 100 classes, else None."""
+    from ltbench.report.similarity import MAX_CLASSES, class_similarity
+
+    if sample is None or data.num_classes > MAX_CLASSES:
+        return None
+    preds, labels = logits.argmax(1).numpy(), data.test_y.numpy()
+    return class_similarity(sample["features"].numpy(), sample["labels"].numpy(), preds, labels, data.class_counts)
 
 
 def save_artifacts(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, sample: dict | None) -> None:

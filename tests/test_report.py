@@ -407,3 +407,25 @@ def test_run_records_use_the_dataset_thresholds():
     assert resolve(RunConfig(method="ce", dataset="cifar10_lt"), METHODS.get("ce")).shots == (500, 200)
     assert resolve(RunConfig(method="ce", dataset="cifar100_lt"), METHODS.get("ce")).shots == (100, 20)
     assert resolve(RunConfig(method="ce", dataset="cifar10_lt", shots=(100, 20)), METHODS.get("ce")).shots == (100, 20)
+
+
+def test_class_similarity_by_hand_and_its_figure(real_run, records, tmp_path):
+    """Two classes with parallel mean features (cos 1), one orthogonal; the rarest class's highest similarity to a
+    more frequent one is 1; confusion rows are shares of that class's test images, zero diagonal."""
+    from ltbench.report.plot import make_plot
+    from ltbench.report.similarity import class_similarity
+
+    feats = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 0.0], [0.0, 5.0]])
+    sim = class_similarity(feats, np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1, 2]), np.array([0, 0, 1, 1, 2]),
+                           [100, 10, 50])  # fmt: skip
+    assert np.allclose(sim["feature_cosine"], [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
+    assert np.allclose(sim["confusion"], [[0, 0.5, 0], [0, 0, 0], [0, 0, 0]])
+    assert sim["most_similar_frequent"] == [None, 1.0, 0.0]
+    record = json.loads(next(Path(real_run).glob("runs/*/result.json")).read_text())
+    c = record["data"]["num_classes"]
+    assert np.asarray(record["similarity"]["feature_cosine"]).shape == (c, c)  # every run records it (C <= 100)
+    paths = make_plot(real_run, "similarity", tmp_path / "s")
+    assert sorted(p.suffix for p in paths) == [".pdf", ".png"] and paths[0].name.startswith("similarity_ce_")
+    bare = Path(load_records(records).query("method == 'ce' and seed == 1")["run_dir"].iloc[0])
+    with pytest.raises(ConfigError, match="no class similarity"):
+        make_plot(bare, "similarity", tmp_path)

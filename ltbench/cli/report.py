@@ -43,7 +43,9 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
 
 def add_plot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, sweep directories or folders of them")
-    p.add_argument("--kind", required=True, help="per-class | weight-norms | groups | curves | tsne | confusion")
+    p.add_argument(
+        "--kind", required=True, help="per-class | weight-norms | groups | curves | tsne | confusion | similarity"
+    )
     p.add_argument("--datasets", help="comma-separated datasets to show (default: all found)")
     p.add_argument("--shots", help="recompute many/few groups with thresholds MANY,FEW")
     p.add_argument("--out", default="figures", help="output directory for PNG + PDF (default: ./figures)")

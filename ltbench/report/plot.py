@@ -1,5 +1,5 @@
 """Figures from run records (seaborn, PNG + PDF): per-class accuracy vs training frequency, classifier weight
-norms, many/medium/few bars, training curves, t-SNE of test features, confusion matrices.
+norms, many/medium/few bars, training curves, t-SNE of test features, confusion matrices, class similarity.
 
 Every figure is drawn from what the runs stored (result.json, log.jsonl, and the optional ``features.npz`` /
 ``predictions.npz``); nothing is re-evaluated, so a figure always matches the table made from the same runs.
@@ -21,7 +21,7 @@ from ltbench.errors import ConfigError, DataError
 from ltbench.report.load import PathsLike, load_records, parse_shots, read_log
 from ltbench.report.table import row_labels
 
-KINDS = ("per-class", "weight-norms", "groups", "curves", "tsne", "confusion")
+KINDS = ("per-class", "weight-norms", "groups", "curves", "tsne", "confusion", "similarity")
 FEATURES_FILE = "features.npz"  # arrays: features (n x d float), labels (n int); a test-set sample
 PREDICTIONS_FILE = "predictions.npz"  # arrays: preds (N int), labels (N int); the reported test predictions
 
@@ -276,6 +276,52 @@ def plot_confusion(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _similarity_of(r) -> dict | None:
+    from ltbench.records import read_json
+    from ltbench.report.similarity import run_similarity
+
+    stored = (read_json(Path(r.run_dir) / "result.json") or {}).get("similarity")
+    return stored or run_similarity(Path(r.run_dir), list(r.class_counts))
+
+
+def plot_similarity(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Per method x dataset (mean over seeds): the class-by-class cosine of class-mean test features, and each
+    class's accuracy against its highest similarity to a more frequent class, sized by its training count
+    (Liu & Liu: a rare class suffers most when it resembles a frequent one)."""
+    plt, sns = _setup()
+    rows = []
+    for r in df.itertuples():
+        sim = _similarity_of(r)
+        if sim is not None:
+            rows.append((r.row, r.dataset, np.asarray(sim["feature_cosine"]), sim["most_similar_frequent"], r))
+    if not rows:
+        raise ConfigError(
+            f"run {df['run_id'].iloc[0]} has no class similarity (result.json 'similarity', or {FEATURES_FILE} "
+            f"and {PREDICTIONS_FILE} to compute it)"
+        )
+    paths: list[Path] = []
+    for (row, ds), group in pd.DataFrame(rows, columns=["row", "dataset", "cos", "msf", "r"]).groupby(
+        ["row", "dataset"]
+    ):
+        cos = np.mean(np.stack(group["cos"].tolist()), axis=0)
+        first = group["r"].iloc[0]
+        names = first.classes or list(range(len(cos)))
+        acc = np.nanmean(np.stack([np.asarray(r.per_class, dtype=float) for r in group["r"]]), axis=0)
+        msf = np.asarray([np.nan if v is None else v for v in group["msf"].iloc[0]], dtype=float)
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+        small = len(cos) <= 30
+        sns.heatmap(cos, vmin=-1, vmax=1, cmap="vlag", square=True, ax=ax1,
+                    xticklabels=names if small else False, yticklabels=names if small else False)  # fmt: skip
+        ax1.set(title="cosine of class-mean test features")
+        counts = np.asarray(first.class_counts, dtype=float)
+        ax2.scatter(msf, 100 * acc, s=20 + 80 * counts / counts.max(), c=np.log10(counts), cmap="viridis")
+        ax2.set(xlabel="highest similarity to a more frequent class", ylabel="test accuracy (%)",
+                title="accuracy vs similarity (size, colour: training images)")  # fmt: skip
+        fig.suptitle(f"{row} · {ds} ({len(group)} runs)")
+        paths += _save(fig, out_dir, f"similarity_{row}_{ds}")
+    return paths
+
+
 PLOTS = {
     "per-class": plot_per_class,
     "weight-norms": plot_weight_norms,
@@ -283,6 +329,7 @@ PLOTS = {
     "curves": plot_curves,
     "tsne": plot_tsne,
     "confusion": plot_confusion,
+    "similarity": plot_similarity,
 }
 
 
