@@ -135,8 +135,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return probe_main(args)
 
 
+def version() -> str:
+    """``ltbench.__version__``: the one place the version is written besides pyproject.toml (a test keeps the two
+    equal), so a source checkout on PYTHONPATH reports its own version, not that of an installed copy."""
+    import ltbench
+
+    return ltbench.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltbench", description="Long-tailed recognition benchmark harness.")
+    parser.add_argument("--version", action="version", version=f"ltbench {version()}", help="print the version, exit")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train and evaluate one configuration (resumes if interrupted)")
     add_run_args(p)
