@@ -235,9 +235,7 @@ def _train_and_evaluate(
     recipe = getattr(backbone, "recipe", None)
     if recipe:
         ctx.record("backbone_recipe", recipe)
-    # learning rates the user set (typed values from the resolved hparams, not the --set strings): a backbone's
-    # recipe replaces default learning rates only
-    lrs = frozenset(resolved.hp[k] for k in cfg.hparams if k == "lr" or k.endswith("_lr"))
+    lrs = explicit_lrs(cfg, resolved)
     if cfg.from_run and not (cfg.run_dir / "ckpt.pt").exists():
         reuse_stages(cfg, method, resolved, data, precision, progress)
     trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress, recipe, lrs)
@@ -271,6 +269,12 @@ def _train_and_evaluate(
         **({"compile": compile_report()} if cfg.compile else {}),
         "extras": ctx.records,
     }
+
+
+def explicit_lrs(cfg: RunConfig, resolved: Resolved) -> frozenset:
+    """Learning rates the user set (typed values from the resolved hparams, not the --set strings): a backbone's
+    recipe replaces default learning rates only."""
+    return frozenset(resolved.hp[k] for k in cfg.hparams if k == "lr" or k.endswith("_lr"))
 
 
 def reuse_stages(

@@ -63,3 +63,128 @@ def test_unknown_method_still_lists_the_known_ones(capsys):
 def test_show_accepts_a_display_name(capsys):
     assert main(["show", "LDAM-DRW"]) == 0
     assert capsys.readouterr().out.startswith("ldam_drw — LDAM-DRW")
+
+
+# ---------------------------------------------------------------- --dry-run and --config
+def _dry_run(capsys, *argv: str) -> tuple[str, str]:
+    assert main(["run", *argv, "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def _run_id(text: str) -> str:
+    return next(line.split()[-1] for line in text.splitlines() if line.startswith("# run id"))
+
+
+def test_dry_run_round_trips_through_config(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--method", "LDAM-DRW", "--dataset", "synthetic_lt", "--out", str(out), "--epochs", "3", "--seed", "2"]
+    text, _ = _dry_run(capsys, *argv, "--set", "max_margin=0.4", "--lr", "0.05", "--preset", "quick")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(text)
+    again, _ = _dry_run(capsys, "--config", str(recipe))
+    assert again == text  # the same configuration, the same [resolved] table, the same run id
+    from ltbench.cli.main import build_parser, config_from_args
+    from ltbench.run import concrete
+
+    cfg = concrete(
+        config_from_args(
+            build_parser().parse_args(["run", *argv, "--set", "max_margin=0.4", "--lr", "0.05", "--preset", "quick"])
+        )
+    )
+    assert _run_id(again) == cfg.run_id and cfg.method == "ldam_drw"
+    assert not out.exists()  # a dry run writes nothing
+
+
+def test_dry_run_resolves_presets_epochs_and_stages(capsys):
+    text, _ = _dry_run(capsys, "--method", "crt", "--dataset", "digits_lt")
+    doc = tomllib.loads(text)
+    assert doc["method"] == "crt" and "epochs" not in doc  # as given: the defaults are resolved below
+    resolved = doc["resolved"]
+    assert resolved["presets"] == ["quick"] and resolved["scale"] == 0.1 and resolved["backbone"] == "resnet32"
+    assert resolved["hp"]["epochs"] == 20 and resolved["hp"]["lr_drop_1"] == 16  # scaled with the main stage
+    stages = {s["name"]: s for s in resolved["stages"]}
+    assert stages["features"]["epochs"] == 20 and stages["features"]["milestones"] == [[16, 0.01], [18, 0.0001]]
+    second = resolved["stages"][1]
+    assert (second["sampler"], second["trainable"], second["batch_size"]) == ("class_aware", "head", 512)
+
+
+def test_dry_run_warns_when_a_batch_exceeds_the_dataset(capsys):
+    _, err = _dry_run(capsys, "--method", "ce", "--dataset", "synthetic_lt", "--batch-size", "512")
+    assert "batch size 512 exceeds the ~240 training images of synthetic_lt" in err
+    _, err = _dry_run(capsys, "--method", "ce", "--dataset", "synthetic_lt", "--batch-size", "64")
+    assert "warning" not in err
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_config_file_values_and_flags_on_top(tmp_path, capsys):
+    from ltbench.cli.main import build_parser, config_from_args
+    from ltbench.recipe import read_recipe
+
+    recipe = _write(
+        tmp_path / "r.toml",
+        'method = "LDAM-DRW"\ndataset = "synthetic_lt"\nepochs = 3\nseed = 1\npreset = ["quick"]\nshots = [50, 5]\n'
+        "imbalance-ratio = 20\nlr = 0.05\n[hparams]\nmax_margin = 0.3\n",
+    )
+    args = build_parser().parse_args(["run", "--config", recipe, "--seed", "7", "--set", "max_margin=0.4"])
+    cfg = config_from_args(args, read_recipe(recipe))
+    assert (cfg.method, cfg.dataset, cfg.epochs, cfg.seed, cfg.preset, cfg.shots) == (
+        "ldam_drw",
+        "synthetic_lt",
+        3,
+        7,
+        ("quick",),
+        (50, 5),
+    )
+    assert cfg.imbalance_ratio == 20.0 and cfg.hparams == {"lr": 0.05, "max_margin": "0.4"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("epoch = 3\n", "unknown key 'epoch'; valid: method, dataset"),
+        ("epochs = 'ten'\n", "epochs = 'ten': expected int"),
+        ("ssp = 1\n", "ssp = 1: expected bool"),
+        ("shots = [1]\n", "shots must be [MANY, FEW]"),
+        ("method = \n", "not valid TOML"),
+        ("hparams = 3\n", "hparams must be a table"),
+        ("lr = 0.1\n[hparams]\nlr = 0.2\n", "lr is given twice"),
+        ('profile = "log"\n', "--profile 'log' is not one of exp, step"),
+        ("[hparams]\nnope = 1\n", "method 'ce' has no hparam 'nope'"),
+    ],
+)
+def test_config_file_errors_are_one_line(tmp_path, capsys, text, message):
+    recipe = _write(tmp_path / "r.toml", 'method = "ce"\ndataset = "synthetic_lt"\n' * ("method" not in text) + text)
+    assert main(["run", "--config", recipe, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_config_refuses_a_stale_resolved_table(tmp_path, capsys):
+    text, _ = _dry_run(capsys, "--method", "ce", "--dataset", "synthetic_lt", "--epochs", "2")
+    recipe = _write(tmp_path / "r.toml", text.replace("\nlr = 0.1\n", "\nlr = 0.3\n", 1))
+    assert main(["run", "--config", recipe, "--dry-run"]) == 2
+    assert "[resolved] hp.lr is 0.3 but this configuration resolves to 0.1" in capsys.readouterr().err
+    assert main(["run", "--config", recipe, "--dry-run", "--lr", "0.3"]) == 0  # flags on top: not checked
+    assert "its [resolved] table is not checked" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", ["synthetic_lt", "digits_lt"])
+@pytest.mark.parametrize("ir, profile", [(None, "exp"), (5.0, "step")])
+def test_nominal_description_matches_the_built_dataset(dataset, ir, profile):
+    from ltbench.data.base import DataSpec
+    from ltbench.data.nominal import nominal
+    from ltbench.registry import DATASETS
+
+    spec = DataSpec(imbalance_ratio=ir, profile=profile)
+    data, shape = DATASETS.get(dataset)(spec), nominal(dataset, spec)
+    assert (shape.num_classes, shape.class_counts, shape.image_size) == (
+        data.num_classes,
+        data.class_counts,
+        data.image_size,
+    )
+    assert (shape.mean, shape.std) == (data.mean, data.std)
