@@ -124,6 +124,13 @@ def data_record(data: LTData, shots: tuple[int, int]) -> dict:
         "test_size": len(data.test_y),
         "val_size": 0 if data.val_y is None else len(data.val_y),
         "image_size": data.image_size,
+        # what evaluation does to an image (ltbench.inference.Preprocess: load_run, predict, export)
+        "preprocess": {
+            "mean": list(data.mean),
+            "std": list(data.std),
+            "image_size": data.image_size,
+            "resize": data.test_x.resize if hasattr(data.test_x, "paths") else None,
+        },
         "shots": {"many": many, "few": few},
         "groups": shot_groups(data.class_counts, many, few),
         "provenance": data.provenance,

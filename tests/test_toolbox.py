@@ -188,3 +188,96 @@ def test_nominal_description_matches_the_built_dataset(dataset, ir, profile):
         data.image_size,
     )
     assert (shape.mean, shape.std) == (data.mean, data.std)
+
+
+# ---------------------------------------------------------------- finished runs for load_run, predict, export, diff
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Tiny finished runs on synthetic_lt (1-2 epochs, batch 100): CE twice (seeds differ), τ-norm with the
+    validation split B (a post-hoc variant is chosen), RIDE (an expert ensemble predicts)."""
+    from ltbench.run import execute
+    from tests.conftest import tiny_config
+
+    out = tmp_path_factory.mktemp("runs")
+    cfgs = {
+        "ce": tiny_config(out, "ce", hparams={"batch_size": 100}),
+        "ce_seed1": tiny_config(out, "ce", seed=1, epochs=1, hparams={"batch_size": 100, "lr": 0.05}),
+        "tau_norm": tiny_config(out, "tau_norm", val="B", epochs=1, hparams={"batch_size": 100}),
+        "ride": tiny_config(out, "ride", epochs=1, hparams={"batch_size": 100}),
+    }
+    for cfg in cfgs.values():
+        assert execute(cfg, progress=False)["status"] == "done"
+    return {name: cfg.run_dir for name, cfg in cfgs.items()}
+
+
+def _stored_logits(run_dir: Path):
+    import numpy as np
+    import torch
+
+    with np.load(run_dir / "predictions.npz") as z:
+        return torch.from_numpy(z["logits"])
+
+
+def _listing(run_dir: Path) -> dict:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.iterdir()}
+
+
+def _synthetic_test_images(**spec):
+    from ltbench.data.base import DataSpec
+    from ltbench.registry import DATASETS
+
+    return DATASETS.get("synthetic_lt")(DataSpec(**spec)).test_x
+
+
+@pytest.mark.parametrize("name", ["ce", "tau_norm", "ride"])
+def test_load_run_predicts_the_reported_logits(runs, name):
+    import json
+
+    import torch
+
+    before = _listing(runs[name])
+    run = ltbench.load_run(runs[name], device="cpu")
+    result = json.loads((runs[name] / "result.json").read_text())
+    assert not run.model.training and not any(p.requires_grad for p in run.model.parameters())
+    assert run.variant == result["chosen_variant"] and run.class_names == result["data"]["classes"]
+    assert run.config["method"] == name and run.resolved["backbone"] == "resnet32"
+    logits = run.predict(run.transform(_synthetic_test_images(val=run.config["val"])))
+    torch.testing.assert_close(logits, _stored_logits(runs[name]), rtol=1e-4, atol=1e-4)
+    if name == "tau_norm":
+        assert run.variant.startswith("tau=")  # validation chose a τ: predict is that variant, not the default
+    assert _listing(runs[name]) == before  # read-only
+
+
+def test_load_run_takes_older_runs_normalisation_from_the_dataset(runs, tmp_path):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(runs["ce"], old)
+    result = json.loads((old / "result.json").read_text())
+    recorded = result["data"].pop("preprocess")
+    (old / "result.json").write_text(json.dumps(result))
+    run = ltbench.load_run(old)
+    assert run.transform.as_dict() == recorded and run.normalisation == {k: recorded[k] for k in ("mean", "std")}
+
+
+def test_load_run_refuses_unfinished_runs(tmp_path, runs):
+    import shutil
+
+    from ltbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"is not a finished run \(state: missing\)"):
+        ltbench.load_run(tmp_path / "nowhere")
+    half = tmp_path / "half"
+    shutil.copytree(runs["ce"], half)
+    (half / "done").unlink()
+    with pytest.raises(ConfigError, match=r"state: incomplete"):
+        ltbench.load_run(half)
+
+
+def test_import_ltbench_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, ltbench; assert 'torch' not in sys.modules; assert callable(ltbench.load_run)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

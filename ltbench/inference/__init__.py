@@ -1,0 +1,7 @@
+"""Using finished runs: ``load_run`` (model + the method's prediction + preprocessing), image preprocessing for
+``ltbench predict``, and the self-contained ``ltbench export`` file."""
+
+from ltbench.inference.load import LoadedRun, load_run
+from ltbench.inference.preprocess import Preprocess
+
+__all__ = ["LoadedRun", "Preprocess", "load_run"]
