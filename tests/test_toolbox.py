@@ -281,3 +281,104 @@ def test_import_ltbench_does_not_import_torch():
 
     code = "import sys, ltbench; assert 'torch' not in sys.modules; assert callable(ltbench.load_run)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# ---------------------------------------------------------------- ltbench predict
+def _save_pngs(folder: Path, images, names: list[str]) -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for img, name in zip(images, names):
+        paths.append(folder / name)
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(paths[-1])
+    return paths
+
+
+def test_predict_prints_top_k_and_writes_csv(runs, tmp_path, capsys):
+    import csv
+
+    import torch
+
+    test_x = _synthetic_test_images()
+    pngs = _save_pngs(tmp_path / "imgs", test_x[[0, 25, 100]], ["a.png", "b.png", "c.png"])
+    before = _listing(runs["ride"])
+    code = main(
+        ["predict", str(runs["ride"]), str(tmp_path / "imgs"), "--top-k", "3", "--out", str(tmp_path / "p.csv")]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    run = ltbench.load_run(runs["ride"])
+    probs = run.predict(run.transform(test_x[[0, 25, 100]])).softmax(dim=1)  # the saved PNGs are exact
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(rows) == 9 and [r["rank"] for r in rows[:3]] == ["1", "2", "3"]
+    for i, path in enumerate(pngs):
+        top = probs[i].topk(3)
+        mine = [r for r in rows if r["image"] == str(path)]
+        assert [int(r["class_index"]) for r in mine] == top.indices.tolist()
+        assert [r["class"] for r in mine] == [run.class_names[c] for c in top.indices.tolist()]
+        torch.testing.assert_close(
+            torch.tensor([float(r["probability"]) for r in mine]), top.values, rtol=1e-5, atol=1e-6
+        )
+        assert str(path) in out
+    assert _listing(runs["ride"]) == before
+
+
+def test_predict_resizes_any_image_and_names_bad_files(runs, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("L", (40, 30), color=128).save(tmp_path / "grey.jpg")  # grey, not square, larger: cropped, resized
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    code = main(["predict", str(runs["ce"]), str(tmp_path / "grey.jpg"), str(tmp_path / "broken.png")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "grey.jpg" in captured.out and "broken.png" not in captured.out
+    assert f"ltbench: error: cannot read image {tmp_path / 'broken.png'}" in captured.err
+    assert main(["predict", str(runs["ce"]), str(tmp_path / "missing.png")]) == 2
+    assert "missing.png: no such file or folder" in capsys.readouterr().err
+    assert main(["predict", str(runs["ce"]), str(tmp_path / "grey.jpg"), "--top-k", "0"]) == 2
+
+
+# ---------------------------------------------------------------- ltbench export
+@pytest.mark.parametrize("name", ["ce", "tau_norm", "ride"])
+def test_export_reloads_with_weights_only_and_rebuilds_the_same_model(runs, tmp_path, name):
+    import torch
+
+    from ltbench.inference import load_export
+    from ltbench.method import DataInfo
+    from ltbench.models.backbones import build_backbone
+    from ltbench.registry import METHODS
+
+    before = _listing(runs[name])
+    assert main(["export", str(runs[name]), "--to", str(tmp_path / "model.pt")]) == 0
+    assert _listing(runs[name]) == before
+    blob = torch.load(tmp_path / "model.pt", weights_only=True)  # plain torch: no code runs, no ltbench needed
+    assert blob["ltbench_version"] == ltbench.__version__ and blob["backbone"] == "resnet32"
+    assert blob["method"] == name and len(blob["class_names"]) == 10 and set(blob["preprocess"]) >= {"mean", "std"}
+    # rebuilt by hand with ltbench's builders from nothing but the file
+    d = blob["data"]
+    info = DataInfo(d["num_classes"], d["class_counts"], d["image_size"], d["dataset"])
+    method = METHODS.get(blob["method"])(blob["resolved"]["hp"], info)
+    model = method.build_model(build_backbone(blob["backbone"], d["image_size"]), d["num_classes"], d["class_counts"])
+    for stage in method.stages():
+        method.adapt_model(model, stage)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    run = ltbench.load_run(runs[name])
+    x = run.transform(_synthetic_test_images()[:64])
+    with torch.no_grad():
+        by_hand = (
+            method.predict(model, x)
+            if blob["variant"] == "default"
+            else method.predict_variants(model, x)[blob["variant"]]
+        )
+    assert torch.equal(by_hand, run.predict(x))
+    assert torch.equal(load_export(tmp_path / "model.pt").predict(x), run.predict(x))
+
+
+def test_export_refuses_unfinished_runs_and_writing_into_a_run(runs, tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nowhere"), "--to", str(tmp_path / "m.pt")]) == 2
+    assert "is not a finished run (state: missing)" in capsys.readouterr().err
+    assert main(["export", str(runs["ce"]), "--to", str(runs["ce"] / "m.pt")]) == 2
+    assert "is inside the run directory" in capsys.readouterr().err
+    assert not (runs["ce"] / "m.pt").exists() and not (tmp_path / "m.pt").exists()

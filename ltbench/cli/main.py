@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ltbench.cli.report import add_commands
 
     add_commands(sub)  # table, plot
+    from ltbench.cli import toolbox
+
+    toolbox.add_commands(sub)  # predict, export, diff
     p = sub.add_parser("probe", help="linear-probe accuracy of finished runs' frozen backbone features")
     p.add_argument("run_dirs", nargs="+", help="finished run directories")
     p.add_argument("--data-root", help="where the runs' dataset is (default: $LTBENCH_DATA)")
