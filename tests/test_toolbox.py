@@ -382,3 +382,24 @@ def test_export_refuses_unfinished_runs_and_writing_into_a_run(runs, tmp_path, c
     assert main(["export", str(runs["ce"]), "--to", str(runs["ce"] / "m.pt")]) == 2
     assert "is inside the run directory" in capsys.readouterr().err
     assert not (runs["ce"] / "m.pt").exists() and not (tmp_path / "m.pt").exists()
+
+
+# ---------------------------------------------------------------- ltbench diff
+def test_diff_shows_configuration_and_metric_differences(runs, capsys):
+    assert main(["diff", str(runs["ce"]), str(runs["ce_seed1"])]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert "config.seed" in lines and "resolved.hp.lr" in lines and "config.hparams.lr" in lines
+    assert "config.method" not in lines and "config.out" not in lines  # equal keys and locations are not listed
+    for row in ("overall", "medium (5)", "few (5)", "macro_f1", "ece"):
+        assert row in lines
+    assert "per class (10 classes)" in out and "pattern9" in out
+    assert main(["diff", str(runs["ce"]), str(runs["ride"]), "--classes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "the 3 largest differences of 10" in out and "config.method" in out
+
+
+def test_diff_refuses_unfinished_runs(runs, tmp_path, capsys):
+    assert main(["diff", str(runs["ce"]), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"run {tmp_path} is not a finished run" in err and err.count("\n") == 1

@@ -1,4 +1,4 @@
-"""``ltbench predict | export``: using and comparing finished runs. Each only reads run directories."""
+"""``ltbench predict | export | diff``: using and comparing finished runs. Each only reads run directories."""
 
 from __future__ import annotations
 
@@ -22,6 +22,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="a finished run directory")
     p.add_argument("--to", required=True, metavar="MODEL.pt", help="the file to write")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("diff", help="configuration and metric differences of two finished runs")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=20,
+        help="per-class rows: all up to N classes, else the N largest differences (default 20; 0: none)",
+    )
+    p.set_defaults(func=cmd_diff)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -85,4 +95,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path = export_run(args.run_dir, args.to)
     print(f"exported {args.run_dir} -> {path} (torch.load(path, weights_only=True); ltbench.inference.load_export)")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from ltbench.report.diff import diff_runs
+
+    print(diff_runs(args.run_a, args.run_b, args.classes))
     return 0
