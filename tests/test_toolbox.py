@@ -310,6 +310,7 @@ def test_predict_prints_top_k_and_writes_csv(runs, tmp_path, capsys):
     out = capsys.readouterr().out
     run = ltbench.load_run(runs["ride"])
     probs = run.predict(run.transform(test_x[[0, 25, 100]])).softmax(dim=1)  # the saved PNGs are exact
+    torch.testing.assert_close(run.predict_files(pngs).softmax(dim=1), probs)
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert len(rows) == 9 and [r["rank"] for r in rows[:3]] == ["1", "2", "3"]
     for i, path in enumerate(pngs):
