@@ -173,6 +173,15 @@ def test_config_refuses_a_stale_resolved_table(tmp_path, capsys):
     assert "its [resolved] table is not checked" in capsys.readouterr().err
 
 
+def test_a_recipe_trains_the_run_its_dry_run_names(tmp_path, capsys):
+    out = tmp_path / "out"
+    flags = ["--method", "CE", "--dataset", "synthetic_lt", "--epochs", "1", "--batch-size", "100", "--out", str(out)]
+    text, _ = _dry_run(capsys, *flags, "--precision", "fp32", "--device", "cpu", "--eval-every", "0")
+    recipe = _write(tmp_path / "r.toml", text)
+    assert main(["run", "--config", recipe, "--quiet"]) == 0  # [resolved] checked, then trained
+    assert (out / "runs" / _run_id(text) / "done").is_file()
+
+
 @pytest.mark.parametrize("dataset", ["synthetic_lt", "digits_lt"])
 @pytest.mark.parametrize("ir, profile", [(None, "exp"), (5.0, "step")])
 def test_nominal_description_matches_the_built_dataset(dataset, ir, profile):
