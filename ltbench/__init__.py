@@ -7,6 +7,17 @@ well under a second. Heavy modules are imported where they are used.
 from pathlib import Path as _Path
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "load_run"]
+
+
+def __getattr__(name: str):
+    """``ltbench.load_run`` without importing torch at ``import ltbench`` (PEP 562: looked up on first use)."""
+    if name == "load_run":
+        from ltbench.inference import load_run
+
+        return load_run
+    raise AttributeError(f"module 'ltbench' has no attribute {name!r}")
+
 
 # The repository's methods/ folder is installed as the subpackage ltbench.methods (pyproject package-dir). In a
 # source checkout that is not installed (PYTHONPATH=the checkout), let the package find it there as well.

@@ -118,6 +118,10 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
+        from ltbench.cli.catalog import canonical_method
+
+        # a display name (LDAM-DRW, cRT) becomes the registry key here, so run ids and records only hold keys
+        object.__setattr__(self, "method", canonical_method(self.method))
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 flag = name.replace("_", "-")

@@ -133,6 +133,13 @@ def data_record(data: LTData, shots: tuple[int, int]) -> dict:
         "test_size": len(data.test_y),
         "val_size": 0 if data.val_y is None else len(data.val_y),
         "image_size": data.image_size,
+        # what evaluation does to an image (ltbench.inference.Preprocess: load_run, predict, export)
+        "preprocess": {
+            "mean": list(data.mean),
+            "std": list(data.std),
+            "image_size": data.image_size,
+            "resize": data.test_x.resize if hasattr(data.test_x, "paths") else None,
+        },
         "shots": {"many": many, "few": few},
         "groups": shot_groups(data.class_counts, many, few),
         "provenance": data.provenance,
@@ -244,9 +251,7 @@ def _train_and_evaluate(
     recipe = getattr(backbone, "recipe", None)
     if recipe:
         ctx.record("backbone_recipe", recipe)
-    # learning rates the user set (typed values from the resolved hparams, not the --set strings): a backbone's
-    # recipe replaces default learning rates only
-    lrs = frozenset(resolved.hp[k] for k in cfg.hparams if k == "lr" or k.endswith("_lr"))
+    lrs = explicit_lrs(cfg, resolved)
     if cfg.from_run and not (cfg.run_dir / "ckpt.pt").exists():
         reuse_stages(cfg, method, resolved, data, precision, progress)
     tracked = {"run_id": cfg.run_id, "config": dataclasses.asdict(cfg), "resolved": dataclasses.asdict(resolved)}
@@ -288,6 +293,12 @@ def _train_and_evaluate(
         **({"compile": compile_report()} if cfg.compile else {}),
         "extras": ctx.records,
     }
+
+
+def explicit_lrs(cfg: RunConfig, resolved: Resolved) -> frozenset:
+    """Learning rates the user set (typed values from the resolved hparams, not the --set strings): a backbone's
+    recipe replaces default learning rates only."""
+    return frozenset(resolved.hp[k] for k in cfg.hparams if k == "lr" or k.endswith("_lr"))
 
 
 def reuse_stages(

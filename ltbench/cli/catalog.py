@@ -8,6 +8,7 @@ the static view equals the real registries, so the two cannot drift apart.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -75,6 +76,32 @@ def static_entries(registry: str) -> dict[str, str]:
 def display_names() -> dict[str, str]:
     """Method key -> the name tables and figures print (``display_name``; the key when a method sets none)."""
     return {name: e["display_name"] for name, e in _all("METHODS").items()}
+
+
+def _fold(name: str) -> str:
+    """What two spellings of a method name must share: case, separators and the Greek tau do not count."""
+    name = name.lower().replace("τ", "tau")
+    return "".join(ch for ch in name if ch.isalnum())
+
+
+@functools.lru_cache(maxsize=1)
+def _method_spellings() -> dict[str, str]:
+    """Folded key or display name -> key; a spelling two methods share maps to neither (never a silent guess)."""
+    found: dict[str, set[str]] = {}
+    for key, display in display_names().items():
+        for spelling in (key, display):
+            found.setdefault(_fold(spelling), set()).add(key)
+    return {spelling: keys.pop() for spelling, keys in found.items() if len(keys) == 1}
+
+
+def canonical_method(name: str) -> str:
+    """The registry key of a method named as tables print it (``LDAM-DRW`` -> ``ldam_drw``, ``cRT`` -> ``crt``,
+    case-insensitive), so a name copied from a table works as ``--method``. Keys come back unchanged without
+    reading the sources; a name that matches nothing is returned as given, for the registry's error (which
+    lists the known methods)."""
+    if name.isidentifier() and name == name.lower():
+        return name
+    return _method_spellings().get(_fold(name), name)
 
 
 def print_catalog(kind: str | None = None) -> None:

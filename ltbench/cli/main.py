@@ -53,7 +53,9 @@ def _flag_type(name: str, hint: str):
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field (help, choices and defaults from the field), plus --set/--lr/--batch-size."""
+    """One flag per RunConfig field (help, choices from the field), plus --set/--lr/--batch-size, --config and
+    --dry-run. Field flags have no argparse default, so the flags given are told apart from the defaults (they
+    override a --config file, and only they do)."""
     import dataclasses
 
     from ltbench.config import RunConfig
@@ -65,14 +67,14 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         flag, hint = meta.get("flag") or "--" + f.name.replace("_", "-"), str(f.type)
         help_text = meta.get("help", "")
         if hint == "bool":
-            p.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+            p.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
         elif f.name == "preset":
-            p.add_argument(flag, dest=f.name, action="append", help=help_text)
+            p.add_argument(flag, dest=f.name, action="append", default=argparse.SUPPRESS, help=help_text)
         else:
-            default = None if f.default is dataclasses.MISSING else f.default
             if meta.get("choices"):
                 help_text += f" [{' | '.join(meta['choices'])}]"
-            p.add_argument(flag, dest=f.name, type=_flag_type(f.name, hint), default=default, help=help_text)
+            kind = _flag_type(f.name, hint)
+            p.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help_text)
     p.add_argument("--batch-size", type=int, help="batch size of the main stage (= --set batch_size=N)")
     p.add_argument("--lr", type=float, help="learning rate of the main stage (= --set lr=X)")
     p.add_argument(
@@ -83,28 +85,52 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a declared hparam (type-checked; `ltbench show METHOD` lists them); repeatable",
     )
+    p.add_argument(
+        "--config",
+        metavar="RECIPE.toml",
+        help="read the flags from a TOML file (keys as the flags, [hparams] for --set); flags given override it",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the fully resolved configuration as a --config file; read no data, train and write nothing",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def config_from_args(args: argparse.Namespace):
-    import dataclasses
+def explicit_flags(args: argparse.Namespace) -> dict:
+    """The RunConfig fields given as flags (absent from ``args`` otherwise: their defaults are suppressed)."""
+    from ltbench.config import FIELDS
 
+    return {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+
+
+def config_from_args(args: argparse.Namespace, recipe=None):
+    """The RunConfig of ``ltbench run``: the recipe file's values (if any), then the flags given on top."""
     from ltbench.config import RunConfig, parse_sets
 
-    hparams: dict = parse_sets(args.sets)
+    kw = dict(recipe.fields) if recipe else {}
+    flags = explicit_flags(args)
+    if "preset" in flags:
+        flags["preset"] = _presets(flags["preset"])
+    kw.update(flags)
+    hparams: dict = {**(recipe.hparams if recipe else {}), **parse_sets(args.sets)}
     if args.lr is not None:
         hparams["lr"] = args.lr
     if args.batch_size is not None:
         hparams["batch_size"] = args.batch_size
-    kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if f.metadata.get("cli", True)}
-    kw["preset"] = _presets(kw["preset"])
-    if kw["out"] is None:
-        del kw["out"]
     return RunConfig(hparams=hparams, **kw)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    from ltbench.recipe import read_recipe
+
+    recipe = read_recipe(args.config) if getattr(args, "config", None) else None
+    cfg = config_from_args(args, recipe)
+    if recipe is not None and recipe.resolved is not None:
+        check_recipe(args, recipe, cfg)
+    if getattr(args, "dry_run", False):
+        return dry_run(cfg)
     from ltbench.run import execute
 
     record = execute(cfg, progress=not args.quiet)
@@ -113,6 +139,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console(f"result: {concrete(cfg).run_dir / 'result.json'}", sys.stdout)
     return 0 if record and record.get("status") == "done" else 1
+
+
+def check_recipe(args: argparse.Namespace, recipe, cfg) -> None:
+    """A recipe's ``[resolved]`` table must still be what it resolves to; with flags on top it describes another
+    configuration, so it is not checked then (and we say so)."""
+    from ltbench.recipe import check_resolved, resolved_table
+    from ltbench.run import concrete
+    from ltbench.train.progress import console
+
+    if explicit_flags(args) or args.sets or args.lr is not None or args.batch_size is not None:
+        console(f"ltbench: note: flags override {recipe.path}: its [resolved] table is not checked")
+        return
+    check_resolved(recipe, resolved_table(concrete(cfg))[0])
+
+
+def dry_run(cfg) -> int:
+    from ltbench.recipe import dry_run as render_dry_run
+    from ltbench.train.progress import console
+
+    text, warnings = render_dry_run(cfg)
+    sys.stdout.write(text)
+    sys.stdout.flush()  # the recipe first, then the warnings about it (stderr)
+    for line in warnings:
+        console(f"ltbench: warning: {line}")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -152,8 +203,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return probe_main(args)
 
 
+def version() -> str:
+    """``ltbench.__version__``: the one place the version is written besides pyproject.toml (a test keeps the two
+    equal), so a source checkout on PYTHONPATH reports its own version, not that of an installed copy."""
+    import ltbench
+
+    return ltbench.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltbench", description="Long-tailed recognition benchmark harness.")
+    parser.add_argument("--version", action="version", version=f"ltbench {version()}", help="print the version, exit")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train and evaluate one configuration (resumes if interrupted)")
     add_run_args(p)
@@ -169,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ltbench.cli.report import add_commands
 
     add_commands(sub)  # table, plot
+    from ltbench.cli import toolbox
+
+    toolbox.add_commands(sub)  # predict, export, diff
     p = sub.add_parser("probe", help="linear-probe accuracy of finished runs' frozen backbone features")
     p.add_argument("run_dirs", nargs="+", help="finished run directories")
     p.add_argument("--data-root", help="where the runs' dataset is (default: $LTBENCH_DATA)")

@@ -44,8 +44,9 @@ def describe_method(name: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ltbench.cli.catalog import canonical_method
     from ltbench.registry import METHODS
 
-    names = METHODS.names() if args.method == "all" else [args.method]
+    names = METHODS.names() if args.method == "all" else [canonical_method(args.method)]
     print("\n\n".join(describe_method(n) for n in names))
     return 0

@@ -41,6 +41,24 @@ class DataSpec:
     workers: int | None = None  # file-backed datasets: decoding processes (default: CPUs - 1, at most 8)
 
 
+@dataclass(frozen=True)
+class Nominal:
+    """What a dataset looks like before any image is read. ``ltbench run --dry-run`` builds a method's stages
+    from it (methods are constructed with class counts), and ``ltbench.load_run`` takes the normalisation of
+    runs recorded before result.json held it from here."""
+
+    num_classes: int
+    class_counts: list[int] | None  # requested counts (before any cap); None where only the split files know
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: int | None = None  # file-backed: shorter side resized to this, then the centre image_size crop
+
+    @property
+    def train_size(self) -> int | None:
+        return None if self.class_counts is None else sum(self.class_counts)
+
+
 @dataclass
 class LTData:
     """A long-tailed classification dataset in memory.

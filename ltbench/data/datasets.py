@@ -6,6 +6,9 @@ define the builders. The first docstring line of each entry is what ``ltbench li
 
 from __future__ import annotations
 
+from functools import partial
+
+from ltbench.data import nominal
 from ltbench.data.base import DataSpec, LTData
 from ltbench.data.cifar import build_cifar_lt
 from ltbench.data.digits import build_digits_lt
@@ -24,6 +27,9 @@ def cifar10_lt(spec: DataSpec) -> LTData:
     return build_cifar_lt("cifar10", spec)
 
 
+cifar10_lt.nominal = partial(nominal.cifar, "cifar10")  # what it looks like unread (--dry-run, load_run)
+
+
 @DATASETS.register("cifar100_lt")
 def cifar100_lt(spec: DataSpec) -> LTData:
     """CIFAR-100-LT (default IR 100, 10,847 images): torchvision pickles or an image folder under --data-root.
@@ -31,6 +37,9 @@ def cifar100_lt(spec: DataSpec) -> LTData:
     Protocol in docs/protocol.md §0.1; val rule B holds out 20 images per class.
     """
     return build_cifar_lt("cifar100", spec)
+
+
+cifar100_lt.nominal = partial(nominal.cifar, "cifar100")
 
 
 @DATASETS.register("digits_lt")
@@ -43,6 +52,7 @@ def digits_lt(spec: DataSpec) -> LTData:
 # the embedded dataset runs every method's recipe with the quick preset unless --preset/--epochs is given,
 # plus a method's own "digits" preset where it has one (recipes whose batch sizes assume 10k+ images).
 digits_lt.default_presets = ("quick", "digits")
+digits_lt.nominal = nominal.digits
 
 
 @DATASETS.register("synthetic_lt")
@@ -51,10 +61,16 @@ def synthetic_lt(spec: DataSpec) -> LTData:
     return build_synthetic_lt(spec)
 
 
+synthetic_lt.nominal = nominal.synthetic
+
+
 @DATASETS.register("imagenet_lt")
 def imagenet_lt(spec: DataSpec) -> LTData:
     """ImageNet-LT (1,000 classes, 115.8k images, 1280..5 per class) from the OLTR split files under --data-root."""
     return build_folder_lt("imagenet_lt", spec)
+
+
+imagenet_lt.nominal = partial(nominal.folder, "imagenet_lt")
 
 
 @DATASETS.register("places_lt")
@@ -63,7 +79,13 @@ def places_lt(spec: DataSpec) -> LTData:
     return build_folder_lt("places_lt", spec)
 
 
+places_lt.nominal = partial(nominal.folder, "places_lt")
+
+
 @DATASETS.register("inat2018")
 def inat2018(spec: DataSpec) -> LTData:
     """iNaturalist 2018 (8,142 classes, 437.5k images; reported on val2018) from the competition JSON or txt lists."""
     return build_folder_lt("inat2018", spec)
+
+
+inat2018.nominal = partial(nominal.folder, "inat2018")

@@ -51,6 +51,15 @@ def generate(n_per_class: int, rng: np.random.Generator) -> tuple[np.ndarray, np
     return x, np.repeat(np.arange(NUM_CLASSES, dtype=np.int64), n_per_class)
 
 
+def pool_stats(x: np.ndarray | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] of the generated training pool ``x`` (generated here when not given:
+    the statistics of a finished run without loading a dataset)."""
+    if x is None:
+        x, _ = generate(N_MAX, np.random.default_rng(np.random.SeedSequence(SEED).spawn(2)[0]))
+    vals = x.reshape(len(x), 3, -1).astype(np.float64) / 255.0
+    return tuple(float(m) for m in vals.mean(axis=(0, 2))), tuple(float(s) for s in vals.std(axis=(0, 2)))
+
+
 def build_synthetic_lt(spec: DataSpec) -> LTData:
     """Long-tailed synthetic stripes: N_MAX per class in the pool, exp/step profile, balanced test set."""
     if spec.subset not in RULES:
@@ -61,9 +70,7 @@ def build_synthetic_lt(spec: DataSpec) -> LTData:
     x, y = generate(N_MAX, rng_train)
     test_x, test_y = generate(TEST_PER_CLASS, rng_test)
     split = lt_split(y, requested, spec.subset, spec.val, VAL_PER_CLASS)
-    vals = x.reshape(len(x), 3, -1).astype(np.float64) / 255.0  # statistics of the generated pool
-    mean = tuple(float(m) for m in vals.mean(axis=(0, 2)))
-    std = tuple(float(s) for s in vals.std(axis=(0, 2)))
+    mean, std = pool_stats(x)
     provenance = {
         "source": f"generated (seed {SEED})",
         "subset": spec.subset,
