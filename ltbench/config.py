@@ -66,11 +66,12 @@ class RunConfig:
     hparams: dict[str, Any] = option(default_factory=dict, help="declared hparams (--set KEY=VALUE)", cli=False)
     imbalance_ratio: float | None = option(None, "n_max / n_min (default: the dataset's, 100 for CIFAR)")
     profile: str = option("exp", "class-count profile", choices=("exp", "step"))
-    class_counts: tuple[int, ...] | None = option(
+    train_counts: tuple[int, ...] | None = option(
         None,
         "training images per class instead of a profile: N or NxK (N repeated K times), comma-separated, in class "
         "order (e.g. 5000x9,100), or a file holding them",
         id_default=True,
+        flag="--class-counts",
     )
     mix_similar: str | None = option(
         None,
@@ -128,10 +129,10 @@ class RunConfig:
                 raise ConfigError(f"--{flag} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be a positive integer, got {self.epochs}")
-        if self.class_counts is not None and (self.imbalance_ratio is not None or self.profile != "exp"):
+        if self.train_counts is not None and (self.imbalance_ratio is not None or self.profile != "exp"):
             raise ConfigError("--class-counts gives every class its count: drop --imbalance-ratio / --profile")
-        if self.class_counts is not None and not all(isinstance(n, int) and n >= 1 for n in self.class_counts):
-            raise ConfigError(f"--class-counts must be positive integers, got {self.class_counts}")
+        if self.train_counts is not None and not all(isinstance(n, int) and n >= 1 for n in self.train_counts):
+            raise ConfigError(f"--class-counts must be positive integers, got {self.train_counts}")
         if self.mix_similar is not None:
             parse_mix_similar(self.mix_similar)
         if self.imbalance_ratio is not None and not self.imbalance_ratio >= 1:

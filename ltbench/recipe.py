@@ -21,7 +21,10 @@ from typing import Any
 from ltbench.config import FIELDS, RunConfig
 from ltbench.errors import ConfigError
 
-FLAG_ALIASES = {"from": "from_run"}  # the --from flag's field
+# fields whose flag is not their name (--from -> from_run, --class-counts -> train_counts)
+FLAG_ALIASES = {
+    f.metadata["flag"].lstrip("-").replace("-", "_"): name for name, f in FIELDS.items() if f.metadata.get("flag")
+}
 HPARAM_FLAGS = ("lr", "batch_size")  # flags that are hparams of the main stage (--lr, --batch-size)
 TABLES = ("hparams", "resolved")
 

@@ -46,7 +46,7 @@ def load_data(cfg: RunConfig) -> LTData:
     spec = DataSpec(
         root=Path(cfg.data_root).expanduser() if cfg.data_root else None,
         imbalance_ratio=cfg.imbalance_ratio,
-        class_counts=cfg.class_counts,
+        class_counts=cfg.train_counts,
         profile=cfg.profile,
         subset=cfg.subset,
         val=cfg.val,
@@ -320,8 +320,8 @@ def _similarity(sample: dict | None, logits: torch.Tensor, data: LTData) -> dict
     """Class-pair similarity (ltbench/report/similarity.py) for datasets of up to 100 classes, else None."""
     from ltbench.report.similarity import MAX_CLASSES, class_similarity
 
-    if sample is None or data.num_classes > MAX_CLASSES:
-        return None
+    if sample is None or data.num_classes > MAX_CLASSES or sample["features"].dim() != 2:
+        return None  # (RIDE's backbone gives one feature per expert: no single class mean)
     preds, labels = logits.argmax(1).numpy(), data.test_y.numpy()
     return class_similarity(sample["features"].numpy(), sample["labels"].numpy(), preds, labels, data.class_counts)
 

@@ -244,8 +244,8 @@ def test_explicit_class_counts_replace_the_profile(tmp_path):
     with pytest.raises(ConfigError, match="gives 2 counts; this dataset has 10 classes"):
         DATASETS.get("synthetic_lt")(DataSpec(class_counts=(5, 3)))
     with pytest.raises(ConfigError, match="drop --imbalance-ratio"):
-        RunConfig(method="ce", dataset="synthetic_lt", class_counts=(5,) * 10, imbalance_ratio=10)
-    assert RunConfig(method="ce").run_id == RunConfig(method="ce", class_counts=None).run_id  # old run ids stay
+        RunConfig(method="ce", dataset="synthetic_lt", train_counts=(5,) * 10, imbalance_ratio=10)
+    assert RunConfig(method="ce").run_id == RunConfig(method="ce", train_counts=None).run_id  # old run ids stay
     counts_file = tmp_path / "counts.txt"
     counts_file.write_text("20x9\n5\n")
     base = [sys.executable, "-m", "ltbench", "run", "--method", "ce", "--dataset", "synthetic_lt", "--epochs", "1"]

@@ -44,7 +44,7 @@ def _flag_type(name: str, hint: str):
     """argparse ``type`` of a RunConfig field from its annotation (``int | None`` -> int, ...)."""
     if name == "shots":
         return _shots
-    if name == "class_counts":
+    if name == "train_counts":
         return _class_counts
     for kind in ("int", "float"):
         if hint.startswith(kind):

@@ -61,4 +61,6 @@ def run_similarity(run_dir: Path, counts: Sequence[int]) -> dict | None:
     if not (feats.exists() and preds.exists()):
         return None
     with np.load(feats) as f, np.load(preds) as p:
+        if f["features"].ndim != 2:
+            return None
         return class_similarity(f["features"], f["labels"], p["preds"].astype(int), p["labels"].astype(int), counts)
