@@ -25,7 +25,7 @@ from ltbench.errors import ConfigError
 FLAG_ALIASES = {
     f.metadata["flag"].lstrip("-").replace("-", "_"): name for name, f in FIELDS.items() if f.metadata.get("flag")
 }
-HPARAM_FLAGS = ("lr", "batch_size")  # flags that are hparams of the main stage (--lr, --batch-size)
+HPARAM_FLAGS = ("lr", "batch_size", "schedule")  # shorthands of hparams (--lr, --batch-size, --schedule)
 TABLES = ("hparams", "resolved")
 
 

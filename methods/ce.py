@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ltbench.methods.one_stage import OneStageLoss, ce_stage_key
 from ltbench.registry import METHODS
+from ltbench.train.recipes import CB_LARGE_SCALE
 
 
 @METHODS.register("ce")
@@ -12,6 +13,7 @@ class CE(OneStageLoss):
 
     display_name = "CE"
     paper = "Cross-entropy baseline; recipe of Cao et al., NeurIPS 2019 (LDAM-DRW)"
+    presets = dict(CB_LARGE_SCALE)  # --preset imagenet_lt | inat2018: classifier-balancing's stage 1
 
     def stage_key(self, index: int) -> dict:
         return ce_stage_key(self.hp)

@@ -15,7 +15,7 @@ from ltbench.method import HP, Method, Stage
 from ltbench.methods.one_stage import ce_stage_key
 from ltbench.models.heads import LWSHead, tau_normalised_weight
 from ltbench.registry import METHODS
-from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
+from ltbench.train.recipes import CB_LARGE_SCALE, LDAM_CIFAR, ldam_cifar_stage
 
 # Stage 2 of classifier-balancing, its official configs (config/ImageNet_LT/cls_crt.yaml, cls_lws.yaml; the same
 # for Places-LT and iNat18): SGD lr 0.2, momentum 0.9, wd 5e-4, batch 512, cosine to 0 stepped per epoch, the
@@ -43,6 +43,8 @@ STAGE2_HP = {
 
 class _TwoStage(Method):
     hparams = {**LDAM_CIFAR, **STAGE2_HP}
+    # --preset imagenet_lt | inat2018: classifier-balancing's stage 1 (its stage 2 is the default above)
+    presets = dict(CB_LARGE_SCALE)
 
     def head_stage(self, **kw) -> Stage:
         hp = self.hp
@@ -117,6 +119,7 @@ class TauNorm(Method):
         # PROPOSAL (§4): without a validation split report τ = 1 fixed in advance, never pick τ on test
         "tau": HP(1.0, "PROPOSAL §4: τ fixed in advance when no validation split", range=("uniform", 0.0, 2.0)),
     }
+    presets = dict(CB_LARGE_SCALE)  # --preset imagenet_lt | inat2018: classifier-balancing's stage 1
     TAUS = [round(0.1 * i, 1) for i in range(21)]  # the official grid 0, 0.1, ..., 2.0 (§4)
 
     def stages(self) -> list[Stage]:

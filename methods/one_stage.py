@@ -24,7 +24,7 @@ DRW_HP = {
 def ce_stage_key(hp: dict[str, Any]) -> dict[str, Any]:
     """What defines a plain cross-entropy stage of the CIFAR recipe beyond its Stage fields: shared by ``ce`` and
     stage 1 of the decoupling methods, so one finished CE run serves cRT, LWS and τ-norm (``--from``)."""
-    return {"loss": "cross_entropy", "head": "linear", "hp": {k: hp[k] for k in LDAM_CIFAR}}
+    return {"loss": "cross_entropy", "head": "linear", "hp": {k: hp.get(k, LDAM_CIFAR[k].default) for k in LDAM_CIFAR}}
 
 
 class OneStageLoss(Method):

@@ -78,6 +78,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="batch size of the main stage (= --set batch_size=N)")
     p.add_argument("--lr", type=float, help="learning rate of the main stage (= --set lr=X)")
     p.add_argument(
+        "--schedule",
+        choices=("step", "cosine", "cosine_epoch"),
+        help="lr schedule of the main stage of the CIFAR-recipe methods (= --set schedule=...)",
+    )
+    p.add_argument(
         "--set",
         dest="sets",
         action="append",
@@ -108,17 +113,23 @@ def explicit_flags(args: argparse.Namespace) -> dict:
 def config_from_args(args: argparse.Namespace, recipe=None):
     """The RunConfig of ``ltbench run``: the recipe file's values (if any), then the flags given on top."""
     from ltbench.config import RunConfig, parse_sets
+    from ltbench.errors import ConfigError
 
     kw = dict(recipe.fields) if recipe else {}
     flags = explicit_flags(args)
     if "preset" in flags:
         flags["preset"] = _presets(flags["preset"])
     kw.update(flags)
-    hparams: dict = {**(recipe.hparams if recipe else {}), **parse_sets(args.sets)}
-    if args.lr is not None:
-        hparams["lr"] = args.lr
-    if args.batch_size is not None:
-        hparams["batch_size"] = args.batch_size
+    sets = parse_sets(args.sets)
+    hparams: dict = {**(recipe.hparams if recipe else {}), **sets}
+    for key in ("lr", "batch_size", "schedule"):  # --lr / --batch-size / --schedule are --set shorthands
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key in sets:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} {value} and --set {key}={sets[key]} both set {key}: give one of them")
+        hparams[key] = value
     return RunConfig(hparams=hparams, **kw)
 
 
@@ -148,7 +159,11 @@ def check_recipe(args: argparse.Namespace, recipe, cfg) -> None:
     from ltbench.run import concrete
     from ltbench.train.progress import console
 
-    if explicit_flags(args) or args.sets or args.lr is not None or args.batch_size is not None:
+    if (
+        explicit_flags(args)
+        or args.sets
+        or any(getattr(args, k, None) is not None for k in ("lr", "batch_size", "schedule"))
+    ):
         console(f"ltbench: note: flags override {recipe.path}: its [resolved] table is not checked")
         return
     check_resolved(recipe, resolved_table(concrete(cfg))[0])

@@ -22,6 +22,29 @@ LDAM_CIFAR: dict[str, HP] = {
     "warmup_epochs": HP(5, "LDAM-DRW: linear warm-up over the first 5 epochs (§1)", epoch=True),
     "lr_drop_1": HP(160, "LDAM-DRW: lr x0.01 from epoch 160 (§1)", epoch=True),
     "lr_drop_2": HP(180, "LDAM-DRW: lr x0.0001 from epoch 180 (§1)", epoch=True),
+    "schedule": HP(
+        "step",
+        "LDAM-DRW: step decay at lr_drop_1/2 (§1); cosine_epoch = classifier-balancing's CosineAnnealingLR stepped "
+        "per epoch; cosine = per iteration (--schedule)",
+        choices=("step", "cosine", "cosine_epoch"),
+    ),
+}
+
+# classifier-balancing's representation stage on the large benchmarks (config/ImageNet_LT/feat_uniform.yaml,
+# config/iNaturalist18/feat_unifrom.yaml): 90 epochs, batch 512, SGD lr 0.2, momentum 0.9, cosine to 0 stepped
+# per epoch (coslr, endlr 0), no warm-up; weight decay 5e-4 (ImageNet-LT) / 1e-4 (iNaturalist 2018). The
+# configs use ResNeXt-50 (ImageNet-LT) and ResNet-50 (iNat); ltbench's large-scale backbone is ResNet-50.
+CB_LARGE_SCALE: dict[str, dict[str, Any]] = {
+    dataset: {
+        "backbone": "resnet50",
+        "epochs": 90,
+        "batch_size": 512,
+        "lr": 0.2,
+        "weight_decay": wd,
+        "warmup_epochs": 0,
+        "schedule": "cosine_epoch",
+    }
+    for dataset, wd in (("imagenet_lt", 5e-4), ("inat2018", 1e-4))
 }
 
 
@@ -35,9 +58,9 @@ def ldam_cifar_stage(hp: dict[str, Any], name: str = "train", **overrides: Any) 
         optimizer="sgd",
         momentum=hp["momentum"],
         weight_decay=hp["weight_decay"],
-        schedule="step",
+        schedule=hp.get("schedule", "step"),  # (runs recorded before the hparam existed: step)
         warmup_epochs=hp["warmup_epochs"],
-        milestones=((hp["lr_drop_1"], 0.01), (hp["lr_drop_2"], 1e-4)),
+        milestones=((hp["lr_drop_1"], 0.01), (hp["lr_drop_2"], 1e-4)) if hp.get("schedule", "step") == "step" else (),
     )
     fields.update(overrides)
     return Stage(**fields)
