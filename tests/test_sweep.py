@@ -123,5 +123,18 @@ def test_command_line_lists_narrow_a_sweep_file(tmp_path):
     cmd = [sys.executable, "-m", "ltbench", "sweep", str(spec_file), "--methods", "focal", "--datasets", "synthetic_lt"]
     out = subprocess.run([*cmd, "--out", str(tmp_path / "o"), "--dry-run"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    launched = [line.split()[-1] for line in out.stdout.splitlines() if "would launch" in line]
+    launched = [line.split()[2] for line in out.stdout.splitlines() if "would launch" in line]
     assert len(launched) == 1 and launched[0].startswith("focal-synthetic_lt-s0-")
+
+
+def test_dry_run_names_what_varies_and_sweep_takes_threads(tmp_path):
+    """`sweep --dry-run` shows each run's varying settings (not only hashes); --threads reaches every run."""
+    from ltbench.cli.main import build_parser
+    from ltbench.cli.sweep import spec_from_args
+
+    cmd = [sys.executable, "-m", "ltbench", "sweep", "--methods", "ce,focal", "--datasets", "synthetic_lt"]
+    out = subprocess.run([*cmd, "--seeds", "0,1", "--dry-run", "--out", str(tmp_path)], capture_output=True, text=True)
+    lines = [line for line in out.stdout.splitlines() if "would launch" in line]
+    assert any("(method=focal, seed=1)" in line and "focal-synthetic_lt-s1-" in line for line in lines), out.stdout
+    args = build_parser().parse_args(["sweep", "--methods", "ce", "--datasets", "synthetic_lt", "--threads", "1"])
+    assert spec_from_args(args).run["threads"] == 1

@@ -112,3 +112,25 @@ def test_compile_flag_compiles_the_backbone_in_place(out_dir, monkeypatch):
     assert rec["status"] == "done" and calls == ["CifarResNet"]
     keys = torch.load(cfg.run_dir / "ckpt.pt", weights_only=False)["model"]
     assert keys and not any("_orig_mod" in k for k in keys)
+
+
+def test_progress_lines_inside_long_epochs_without_a_terminal(monkeypatch):
+    """SLURM logs (no terminal) get a step line every $LTBENCH_PROGRESS_SECONDS inside an epoch, then the epoch
+    summary; with the default 60 s a short epoch prints its summary only."""
+    import io
+
+    from ltbench.method import Stage
+    from ltbench.train.progress import Progress
+
+    stage = Stage(name="train", epochs=2, lr=0.1, batch_size=10)
+    for seconds, expected in (("0", 3), ("60", 0)):
+        monkeypatch.setenv("LTBENCH_PROGRESS_SECONDS", seconds)
+        stream = io.StringIO()
+        progress = Progress([stage], 100, stream=stream)
+        progress.start_epoch(0, 0, 10)
+        for it in (2, 4, 6):
+            progress.step(it, 1.5, 100.0)
+        progress.end_epoch({"loss": 1.5, "lr": 0.1, "images_per_s": 100.0})
+        lines = stream.getvalue().splitlines()
+        assert len([line for line in lines if " step " in line]) == expected
+        assert lines[-1].startswith("[train] epoch 1/2 loss 1.5000")

@@ -251,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", help="finished run directories")
     p.add_argument("--data-root", help="where the runs' dataset is (default: $LTBENCH_DATA)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads (default: $SLURM_CPUS_PER_TASK or torch's)")
     p.set_defaults(func=cmd_probe)
     p = sub.add_parser("list", help="registered methods, datasets and backbones")
     p.add_argument("kind", nargs="?", choices=("methods", "datasets", "backbones"), help="only this registry")

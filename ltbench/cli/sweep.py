@@ -30,6 +30,7 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="cluster preset: ltbench/sweep/presets.toml or $LTBENCH_PRESETS (e.g. dev, gpu1)")
     p.add_argument("--array-parallelism", type=int, help="max simultaneously running array tasks")
     p.add_argument("--tracker", choices=("none", "tensorboard", "wandb"), help="experiment tracker of every run")
+    p.add_argument("--threads", type=int, help="CPU threads of every run (default: $SLURM_CPUS_PER_TASK or torch's)")
     p.add_argument("--dry-run", action="store_true", help="print the run states and what would be launched")
     p.add_argument("--retry-failed", action="store_true", help="also relaunch runs that failed")
     p.add_argument("--wait", action="store_true", help="wait for the submitted jobs and report their outcome")
@@ -66,7 +67,22 @@ def spec_from_args(args: argparse.Namespace):
         spec.run["from_run"] = args.from_run
     if args.tracker:
         spec.run["tracker"] = args.tracker
+    if args.threads is not None:
+        spec.run["threads"] = args.threads
     return spec
+
+
+def differences(configs: list) -> list[str]:
+    """For each config, the settings that vary across ``configs`` (method, dataset, seed, hparams, ...), as
+    ``key=value`` text: what tells the runs of a dry run apart besides their hashes."""
+    flat = []
+    for cfg in configs:
+        d = {k: v for k, v in cfg.identity().items() if k != "hparams"}
+        d.update({f"hparams.{k}": v for k, v in sorted(cfg.hparams.items())})
+        flat.append(d)
+    keys = sorted({k for d in flat for k in d})
+    varying = [k for k in keys if len({repr(d.get(k)) for d in flat}) > 1]
+    return [", ".join(f"{k.removeprefix('hparams.')}={d.get(k)}" for k in varying) for d in flat]
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -86,8 +102,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         + ", ".join(f"{s} {len(grouped[s])}" for s in STATES)
     )
     if args.dry_run:
-        for cfg in todo:
-            print(f"  would launch {cfg.run_id}")
+        for cfg, what in zip(todo, differences(todo)):
+            print(f"  would launch {cfg.run_id}" + (f"  ({what})" if what else ""))
         return 0
     if not todo:
         print("nothing to launch")

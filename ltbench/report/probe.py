@@ -77,6 +77,9 @@ def probe_run(run_dir: Path, data_root: str | None, device: str = "cpu") -> dict
 def main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from ltbench.train.runtime import configure_threads
+
+    configure_threads(getattr(args, "threads", None))
     rows = [probe_run(Path(d), args.data_root, args.device) for d in args.run_dirs]
     keys = ("many", "medium", "few", "overall")
     table = [[r["method"], r["run"], *(f"{100 * r[k]:.1f}" if r[k] == r[k] else "n/a" for k in keys)] for r in rows]

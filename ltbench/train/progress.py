@@ -5,6 +5,7 @@ The summary line (epoch, loss, img/s, ETA) is what SLURM logs keep; the bar only
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -37,6 +38,9 @@ class Progress:
         self.rate: float | None = None
         self.bar = None
         self.t_start = time.perf_counter()
+        # without a terminal (SLURM logs) a line every PROGRESS_SECONDS inside long epochs, not only per epoch
+        self.line_every = float(os.environ.get("LTBENCH_PROGRESS_SECONDS", 60))
+        self.last_line = time.perf_counter()
 
     def start_epoch(self, stage: int, epoch: int, steps: int) -> None:
         self.stage, self.epoch = stage, epoch
@@ -50,6 +54,12 @@ class Progress:
             )
 
     def step(self, it: int, loss: float, ips: float) -> None:
+        if self.enabled and self.bar is None and time.perf_counter() - self.last_line >= self.line_every:
+            self.last_line = time.perf_counter()
+            s = self.stages[self.stage]
+            console(
+                f"[{s.name}] epoch {self.epoch + 1}/{s.epochs} step {it} loss {loss:.4f} {ips:.0f} img/s", self.stream
+            )
         if self.bar is not None:
             try:
                 self.bar.n = it
@@ -59,6 +69,7 @@ class Progress:
 
     def end_epoch(self, entry: dict) -> None:
         self.close()
+        self.last_line = time.perf_counter()
         stage = self.stages[self.stage]
         views = max(1, stage.views)
         self.done_work += self.work[self.stage] / max(1, stage.epochs)
