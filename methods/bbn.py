@@ -13,6 +13,8 @@ momentum, warm-up from 1/3 over 5 epochs, lr x0.01 at epochs 120 and 160 (1-base
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -61,6 +63,74 @@ class BilateralBackbone(nn.Module):
         return torch.cat([self.cb_block(shared).mean(dim=(2, 3)), self.rb_block(shared).mean(dim=(2, 3))], dim=1)
 
 
+# Where the last block and the final norm of a timm model live: (the container whose last element is the last
+# block, the final norm applied after it or None). ResNet: layer4's last bottleneck; ViT/DeiT: the last
+# transformer block + norm; Swin: the last block of the last stage + norm (docs/methods.md §16.7).
+TIMM_LAST_BLOCK = {
+    "ResNet": (lambda m: m.layer4, None),
+    "VisionTransformer": (lambda m: m.blocks, "norm"),
+    "SwinTransformer": (lambda m: m.layers[-1].blocks, "norm"),
+}
+
+
+class TimmBilateral(nn.Module):
+    """BBN's split of a timm model: the model with its last block (and final norm) taken out is the shared
+    trunk; ``cb_block``/``cb_norm`` (the originals) and ``rb_block``/``rb_norm`` (fresh copies) are the branches;
+    each branch's output is pooled by the model's own head (``forward_head(pre_logits=True)``)."""
+
+    def __init__(self, timm_backbone: nn.Module) -> None:
+        super().__init__()
+        model = timm_backbone.model
+        kind = type(model).__name__
+        if kind not in TIMM_LAST_BLOCK:
+            raise ConfigError(
+                f"bbn: no branch split for timm {kind}; supported: CIFAR ResNets ({', '.join(SUPPORTED_BACKBONES)}) "
+                f"and timm {', '.join(TIMM_LAST_BLOCK)}"
+            )
+        container_of, norm_name = TIMM_LAST_BLOCK[kind]
+        container = container_of(model)
+        self.cb_block, self.rb_block = container[-1], reinitialised(copy.deepcopy(container[-1]))
+        container[-1] = nn.Identity()
+        self.cb_norm, self.rb_norm = nn.Identity(), nn.Identity()
+        if norm_name is not None:
+            norm = getattr(model, norm_name)
+            self.cb_norm, self.rb_norm = norm, reinitialised(copy.deepcopy(norm))
+            setattr(model, norm_name, nn.Identity())
+        self.model = model
+        self.branch_dim = int(model.num_features)
+        self.feature_dim = 2 * self.branch_dim
+
+    def _pool(self, x: Tensor, which: str) -> Tensor:
+        block, norm = (self.cb_block, self.cb_norm) if which == "cb" else (self.rb_block, self.rb_norm)
+        return self.model.forward_head(norm(block(x)), pre_logits=True)
+
+    def branch(self, x: Tensor, which: str) -> Tensor:
+        return self._pool(self.model.forward_features(x), which)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shared = self.model.forward_features(x)
+        return torch.cat([self._pool(shared, "cb"), self._pool(shared, "rb")], dim=1)
+
+
+def reinitialised(module: nn.Module) -> nn.Module:
+    """timm's default initialisation, afresh: convolutions Kaiming-normal (fan-out), linear layers truncated-normal
+    (std 0.02) with zero bias, norms 1/0, and a ResNet block's last BatchNorm zeroed (timm's zero_init_last)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+    if hasattr(module, "zero_init_last"):
+        module.zero_init_last()
+    return module
+
+
 def fresh_block_like(block: BasicBlock) -> BasicBlock:
     """A new, Kaiming-initialised block of the same shape (the release builds cb_block and rb_block separately)."""
     width = block.conv2.out_channels
@@ -91,12 +161,15 @@ class BBN(Method):
     def build_model(self, backbone: nn.Module, num_classes: int, class_counts: list[int]) -> nn.Module:
         from ltbench.models.cifar_resnet import Classifier
 
-        if not isinstance(backbone, CifarResNet):
+        if isinstance(backbone, CifarResNet):
+            bilateral: nn.Module = BilateralBackbone(backbone)
+        elif hasattr(backbone, "timm_name"):
+            bilateral = TimmBilateral(backbone)
+        else:
             raise ConfigError(
-                f"bbn: the two branches are built from a CIFAR ResNet's last block, got {type(backbone).__name__}; "
-                f"supported backbones: {', '.join(SUPPORTED_BACKBONES)} (timm backbones: not yet)"
+                f"bbn: the two branches are built from a backbone's last block, got {type(backbone).__name__}; "
+                f"supported: {', '.join(SUPPORTED_BACKBONES)} and timm ResNet / ViT / DeiT / Swin"
             )
-        bilateral = BilateralBackbone(backbone)
         return Classifier(bilateral, nn.Linear(bilateral.feature_dim, num_classes))  # one FC, with bias
 
     def stages(self) -> list[Stage]:

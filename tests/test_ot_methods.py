@@ -22,6 +22,7 @@ from ltbench.methods.bbn import BBN, cumulative_alpha
 from ltbench.methods.disa import DisA, disa_loss, simplex_etf
 from ltbench.methods.mixing import rand_box
 from ltbench.methods.otmix import OTmix, otmix_cost, row_normalised_confusion
+from ltbench.models import timm_backbones
 from ltbench.models.backbones import build_backbone
 from ltbench.ot import disa_sinkhorn, sinkhorn_plan, sinkhorn_pot
 from ltbench.resolve import resolve
@@ -220,17 +221,34 @@ def test_bbn_mixed_loss_by_hand():
     assert (alpha * ce0 + (1 - alpha) * ce1).item() == pytest.approx(0.599077, abs=1e-6)
 
 
-def test_bbn_inference_is_the_training_formula_at_one_half():
+BBN_BACKBONES = {
+    "resnet32": lambda: build_backbone("resnet32", 32),
+    "timm_resnet": lambda: timm_backbones.resnet50(32, layers=(1, 1, 1, 2)),
+    "timm_vit": lambda: timm_backbones.vit("vit_tiny_patch16_224", 32, depth=2, embed_dim=32, num_heads=2),
+    "timm_swin": lambda: timm_backbones.swin(
+        "swin_tiny_patch4_window7_224", 32, depths=(1, 1, 1, 1), embed_dim=16, num_heads=(1, 1, 1, 1)
+    ),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(BBN_BACKBONES))
+def test_bbn_inference_is_the_training_formula_at_one_half(backbone):
+    torch.manual_seed(0)
     method = BBN(_full_hp(BBN), _info([50, 5]))
-    model = method.build_model(build_backbone("resnet32", 32), 2, [50, 5]).eval()
+    model = method.build_model(BBN_BACKBONES[backbone](), 2, [50, 5]).eval()
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         f_c, f_r = model.backbone.branch(x, "cb"), model.backbone.branch(x, "rb")
         train_form = model.head(2 * torch.cat([0.5 * f_c, 0.5 * f_r], dim=1))
         assert torch.equal(model(x), train_form)
-    # the two last blocks are separately initialised, the rest is one shared trunk
-    assert not torch.equal(model.backbone.cb_block.conv1.weight, model.backbone.rb_block.conv1.weight)
-    assert len(model.backbone.trunk.stages[-1]) == 4 and model.head.in_features == 128
+    pairs = list(zip(model.backbone.cb_block.parameters(), model.backbone.rb_block.parameters()))
+    assert all(a.shape == b.shape for a, b in pairs)
+    assert any(not torch.equal(a, b) for a, b in pairs)  # two separately initialised last blocks
+    # (timm ResNet blocks start with their last BatchNorm at zero, so there f_c = f_r at initialisation)
+    assert model.head.in_features == 2 * model.backbone.branch_dim
+    if backbone == "resnet32":  # the release's split: 4 shared blocks of stage 3, separately initialised branches
+        assert not torch.equal(model.backbone.cb_block.conv1.weight, model.backbone.rb_block.conv1.weight)
+        assert len(model.backbone.trunk.stages[-1]) == 4 and model.head.in_features == 128
 
 
 def test_bbn_learning_rate_by_hand():
@@ -241,7 +259,7 @@ def test_bbn_learning_rate_by_hand():
 
 def test_bbn_refuses_a_backbone_it_cannot_split():
     method = BBN(_full_hp(BBN), _info([50, 5]))
-    with pytest.raises(ConfigError, match="CIFAR ResNet"):
+    with pytest.raises(ConfigError, match="supported: resnet32"):
         method.build_model(torch.nn.Linear(3, 3), 2, [50, 5])
 
 
