@@ -1,5 +1,5 @@
 """Losses: classification losses and class weights (:mod:`.classic`) and the supervised-contrastive core with
-BNS (:mod:`.contrastive`). The public names of ARCHITECTURE §3 (``FocalLoss``, ``LDAMLoss``,
+BNS (:mod:`.contrastive`). The public names of docs/architecture.md §3 (``FocalLoss``, ``LDAMLoss``,
 ``class_balanced_weights``, ``BNSLoss``) are importable from here."""
 
 from ltbench.losses.classic import (
