@@ -83,6 +83,8 @@ def macro_auc(probs, labels, num_classes: int) -> float:
     from sklearn.metrics import roc_auc_score
 
     probs, labels = _np(probs), _np(labels)
+    if not np.isfinite(probs).all():  # a diverged model's probabilities: no ranking to score
+        return float("nan")
     aucs = []
     for c in range(num_classes):
         positive = labels == c

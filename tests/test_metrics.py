@@ -76,3 +76,9 @@ def test_macro_auc_by_hand():
     assert macro_auc(probs, labels, 4) == pytest.approx((1 + 2 / 3 + 1) / 3)  # class 3 has no positives: left out
     logits = probs.log()
     assert classification_metrics(logits, labels, [10, 5, 1])["auc"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+
+
+def test_macro_auc_of_a_diverged_model_is_nan():
+    from ltbench.metrics import macro_auc
+
+    assert math.isnan(macro_auc(torch.full((4, 3), float("nan")), torch.tensor([0, 0, 1, 2]), 3))
