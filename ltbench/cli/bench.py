@@ -11,7 +11,8 @@ import argparse
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="bench", required=True)
-    t = sub.add_parser("train", help="images/s of the data pipeline, the train step and evaluation")
+    defaults = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}  # --help shows every default
+    t = sub.add_parser("train", **defaults, help="images/s of the data pipeline, the train step and evaluation")
     t.add_argument("--backbone", default="resnet32")
     t.add_argument("--dataset", default="cifar10_lt")
     t.add_argument("--data-root")
@@ -21,28 +22,36 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int)
     t.add_argument("--compile", action="store_true", help="also time the step with torch.compile (for GPUs)")
-    d = sub.add_parser("dpp", help="k-DPP sampler timings: exact (structured) vs eig vs dppy")
+    d = sub.add_parser("dpp", **defaults, help="k-DPP sampler timings: exact (structured) vs eig vs dppy")
     d.add_argument("--sizes", default="1000,5000,20000,100000")
     d.add_argument("--repeats", type=int, default=3)
-    o = sub.add_parser("ot", help="OTmix's pairing plan: ltbench's torch Sinkhorn vs POT (the release's call)")
+    o = sub.add_parser(
+        "ot", **defaults, help="OTmix's pairing plan: ltbench's torch Sinkhorn vs POT (the release's call)"
+    )
     o.add_argument("--sizes", default="64,128,256", help="batch sizes B (plans are B x B)")
     o.add_argument("--repeats", type=int, default=5)
     o.add_argument("--device", default="cpu", help="where the torch solver runs (cpu | cuda)")
-    c = sub.add_parser("compare", help="one epoch: conventional PIL/DataLoader loop vs ltbench, side by side")
+    c = sub.add_parser(
+        "compare", **defaults, help="one epoch: conventional PIL/DataLoader loop vs ltbench, side by side"
+    )
     c.add_argument("--dataset", default="cifar10_lt")
     c.add_argument("--data-root")
     c.add_argument("--batch-size", type=int, default=128)
     c.add_argument("--workers", type=int, default=2, help="DataLoader workers of the conventional loop")
     c.add_argument("--precision", default="both", help="fp32 | bf16 | both (ltbench side)")
     c.add_argument("--threads", type=int)
-    f = sub.add_parser("profile", help="torch.profiler over real trainer steps: time by kind and top operators")
+    f = sub.add_parser(
+        "profile", **defaults, help="torch.profiler over real trainer steps: time by kind and top operators"
+    )
     f.add_argument("--method", default="ce")
     f.add_argument("--dataset", default="cifar10_lt")
     f.add_argument("--data-root")
     f.add_argument("--steps", type=int, default=20)
     f.add_argument("--threads", type=int)
     f.add_argument("--out", default="/tmp/ltbench-profile", help="scratch run directory (nothing is written)")
-    r = sub.add_parser("report", help="seconds for `ltbench table` on N synthetic run records (goal: 1,000 in < 2 s)")
+    r = sub.add_parser(
+        "report", **defaults, help="seconds for `ltbench table` on N synthetic run records (goal: 1,000 in < 2 s)"
+    )
     r.add_argument("--records", type=int, default=1000)
     r.add_argument("--repeats", type=int, default=3)
 
