@@ -429,3 +429,30 @@ def test_class_similarity_by_hand_and_its_figure(real_run, records, tmp_path):
     bare = Path(load_records(records).query("method == 'ce' and seed == 1")["run_dir"].iloc[0])
     with pytest.raises(ConfigError, match="no class similarity"):
         make_plot(bare, "similarity", tmp_path)
+
+
+def test_sweep_figure_follows_classes_against_a_swept_setting(tmp_path):
+    """`ltbench plot --kind sweep --x PARAM --classes ...` (Liu & Liu's studies): the swept value comes from a
+    record column, a hparam, a list element or --mix-similar's ρ/λ; one line per class or group and method."""
+    from ltbench.report.plot import make_plot, sweep_values
+
+    frame = pd.DataFrame(
+        {
+            "class_counts": [[500, 100], [1000, 100]],
+            "mix_similar": ["0:9:0.2:0.4", None],
+            "hparams.lr": ["0.1", "0.05"],
+        }
+    )
+    assert sweep_values(frame, "class_counts[0]").tolist() == [500, 1000]
+    assert sweep_values(frame, "mix_similar.rho").tolist() == [0.2, 0.0]  # no injection: ρ = 0
+    assert sweep_values(frame, "mix_similar.lambda").tolist() == [0.4, 0.0]
+    assert sweep_values(frame, "lr").tolist() == [0.1, 0.05]
+    with pytest.raises(ConfigError, match="not a setting of these runs"):
+        sweep_values(frame, "momentum")
+    for seed in range(2):
+        fake_run(tmp_path, "ce", seed, [a + 0.01 * seed for a in BASE])
+        fake_run(tmp_path, "ce", seed, [a - 0.1 for a in BASE], lr=0.05)
+    paths = make_plot(tmp_path, "sweep", tmp_path / "fig", x="lr", classes="0,few,overall")
+    assert [p.name for p in paths] == ["sweep_lr.png", "sweep_lr.pdf"]
+    with pytest.raises(ConfigError, match="needs --x"):
+        make_plot(tmp_path, "sweep", tmp_path / "fig")

@@ -44,11 +44,17 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
 def add_plot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, sweep directories or folders of them")
     p.add_argument(
-        "--kind", required=True, help="per-class | weight-norms | groups | curves | tsne | confusion | similarity"
+        "--kind",
+        required=True,
+        help="per-class | weight-norms | groups | curves | tsne | confusion | similarity | sweep",
     )
     p.add_argument("--datasets", help="comma-separated datasets to show (default: all found)")
     p.add_argument("--shots", help="recompute many/few groups with thresholds MANY,FEW")
     p.add_argument("--out", default="figures", help="output directory for PNG + PDF (default: ./figures)")
+    p.add_argument(
+        "--x", help="--kind sweep: the swept setting (imbalance_ratio, lr, class_counts[9], mix_similar.rho)"
+    )
+    p.add_argument("--classes", help="--kind sweep: class indices and/or groups to follow, e.g. 0,9 or many,few")
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -80,7 +86,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from ltbench.report.plot import make_plot
 
-    for path in make_plot(args.runs, args.kind, args.out, datasets=args.datasets, shots=args.shots):
+    options = {"x": args.x, "classes": args.classes} if args.kind == "sweep" else {}
+    for path in make_plot(args.runs, args.kind, args.out, datasets=args.datasets, shots=args.shots, **options):
         print(path)
     return 0
 

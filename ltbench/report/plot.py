@@ -21,7 +21,7 @@ from ltbench.errors import ConfigError, DataError
 from ltbench.report.load import PathsLike, load_records, parse_shots, read_log
 from ltbench.report.table import row_labels
 
-KINDS = ("per-class", "weight-norms", "groups", "curves", "tsne", "confusion", "similarity")
+KINDS = ("per-class", "weight-norms", "groups", "curves", "tsne", "confusion", "similarity", "sweep")
 FEATURES_FILE = "features.npz"  # arrays: features (n x d float), labels (n int); a test-set sample
 PREDICTIONS_FILE = "predictions.npz"  # arrays: preds (N int), labels (N int); the reported test predictions
 
@@ -322,6 +322,47 @@ def plot_similarity(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
+def sweep_values(df: pd.DataFrame, x: str) -> pd.Series:
+    """The swept parameter of each run: a record column (``imbalance_ratio``, ``seed``), a hparam (``lr`` or
+    ``hparams.lr``), one element of a list column (``class_counts[9]``) or ``mix_similar.rho`` / ``.lambda``."""
+    element = re.fullmatch(r"(\w+)\[(\d+)\]", x)
+    if element and element.group(1) in df.columns:
+        i = int(element.group(2))
+        return df[element.group(1)].map(lambda v: v[i] if isinstance(v, (list, tuple)) and len(v) > i else np.nan)
+    if x in ("mix_similar.rho", "mix_similar.lambda") and "mix_similar" in df.columns:
+        part = 2 if x.endswith("rho") else 3
+        return df["mix_similar"].map(lambda v: float(v.split(":")[part]) if isinstance(v, str) else 0.0)
+    for column in (x, f"hparams.{x}"):
+        if column in df.columns:
+            return pd.to_numeric(df[column], errors="coerce")
+    raise ConfigError(
+        f"--x {x!r} is not a setting of these runs; e.g. imbalance_ratio, lr, class_counts[9], mix_similar.rho"
+    )
+
+
+def plot_sweep(df: pd.DataFrame, out_dir: Path, x: str | None = None, classes: str | None = None) -> list[Path]:
+    """Accuracy of chosen classes (indices) or groups against a swept setting, mean ± sd over seeds, one line per
+    target and method (the figure of Liu & Liu's toy and similarity studies)."""
+    if not x:
+        raise ConfigError("--kind sweep needs --x PARAM (e.g. class_counts[9], mix_similar.rho, lr)")
+    plt, sns = _setup()
+    targets = [t for t in (classes or "overall").split(",") if t]
+    frame = df.assign(x=sweep_values(df, x))
+    rows = []
+    for r in frame.itertuples():
+        for t in targets:
+            value = getattr(r, t, np.nan) if not t.isdigit() else (list(r.per_class) + [np.nan] * (int(t) + 1))[int(t)]
+            name = t if not t.isdigit() else (r.classes[int(t)] if r.classes else f"class {t}")
+            rows.append({"x": r.x, "method": r.label, "target": name, "accuracy (%)": 100 * float(value)})
+    long = pd.DataFrame(rows).dropna()
+    if long.empty:
+        raise ConfigError(f"no run has both {x!r} and an accuracy for {','.join(targets)}")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=long, x="x", y="accuracy (%)", hue="target", style="method", errorbar="sd", marker="o", ax=ax)
+    ax.set(xlabel=x, title=f"accuracy vs {x} (mean ± sd over seeds)")
+    return _save(fig, out_dir, "sweep_" + re.sub(r"[^\w.]+", "_", x))
+
+
 PLOTS = {
     "per-class": plot_per_class,
     "weight-norms": plot_weight_norms,
@@ -330,6 +371,7 @@ PLOTS = {
     "tsne": plot_tsne,
     "confusion": plot_confusion,
     "similarity": plot_similarity,
+    "sweep": plot_sweep,
 }
 
 
@@ -339,6 +381,7 @@ def make_plot(
     out_dir: str | Path = "figures",
     datasets: str | list[str] | None = None,
     shots: str | tuple[int, int] | None = None,
+    **options: str | None,
 ) -> list[Path]:
     """The pipeline behind ``ltbench plot``: load completed runs, filter, draw one kind, return written files."""
     if kind not in PLOTS:
@@ -350,7 +393,7 @@ def make_plot(
     df = filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets)
     df = df.assign(row=row_labels(df))
     try:
-        return PLOTS[kind](df, Path(out_dir))
+        return PLOTS[kind](df, Path(out_dir), **{k: v for k, v in options.items() if v is not None})
     except ConfigError:
         raise
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:  # data the figure cannot show
