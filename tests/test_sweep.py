@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from ltbench.errors import ConfigError
 from ltbench.sweep import SweepSpec, expand, load_spec, random_hparams, states, to_launch
 from ltbench.sweep.launch import submit
 
@@ -45,7 +46,6 @@ def test_random_hparams_are_seeded_per_hparam(monkeypatch):
 
 
 def test_spec_file_errors_are_clear(tmp_path):
-    from ltbench.errors import ConfigError
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[sweep]\nmethods = ["ce"]\ndatasets = ["x"]\nlearning_rate = 1\n')
@@ -138,3 +138,27 @@ def test_dry_run_names_what_varies_and_sweep_takes_threads(tmp_path):
     assert any("(method=focal, seed=1)" in line and "focal-synthetic_lt-s1-" in line for line in lines), out.stdout
     args = build_parser().parse_args(["sweep", "--methods", "ce", "--datasets", "synthetic_lt", "--threads", "1"])
     assert spec_from_args(args).run["threads"] == 1
+
+
+@pytest.mark.parametrize(("spec", "runs"), [("liu2022_case1", 10), ("liu2022_case2", 10), ("liu2022_similarity", 14)])
+def test_a_grid_of_run_settings_expands_to_one_run_each(spec, runs):
+    """[grid] sweeps RunConfig fields (--class-counts, --mix-similar): every value x seed is one run."""
+    from pathlib import Path
+
+    configs = expand(load_spec(Path(__file__).resolve().parents[1] / "slurm" / f"{spec}.toml"))
+    assert len(configs) == runs == len({c.run_id for c in configs})
+    if spec == "liu2022_case1":
+        assert {c.train_counts[0] for c in configs} == {100, 500, 1000, 2500, 5000}
+        assert {c.train_counts[9] for c in configs} == {100}
+    if spec == "liu2022_similarity":
+        assert {c.mix_similar for c in configs if c.seed == 0} >= {"0:9:0.4:0.2", "0:9:0.2:0.6"}
+
+
+def test_grid_keys_are_checked(tmp_path):
+    bad = tmp_path / "b.toml"
+    bad.write_text('[sweep]\nmethods = ["ce"]\ndatasets = ["synthetic_lt"]\n[grid]\nlearning_rate = [1]\n')
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_spec(bad)
+    bad.write_text('[sweep]\nmethods = ["ce"]\ndatasets = ["synthetic_lt"]\n[grid]\nmix_similar = "0:9:0.2:0.2"\n')
+    with pytest.raises(ConfigError, match="non-empty list"):
+        load_spec(bad)

@@ -36,6 +36,7 @@ class SweepSpec:
     n_hparams: int = 0
     run: dict[str, Any] = field(default_factory=dict)  # RunConfig fields shared by every run
     out: str | None = None
+    fields: dict[str, list] = field(default_factory=dict)  # [grid]: RunConfig field -> values, one run per combination
 
 
 def load_spec(path: Path) -> SweepSpec:
@@ -45,9 +46,13 @@ def load_spec(path: Path) -> SweepSpec:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read sweep file {path}: {exc}") from None
     sweep = dict(raw.get("sweep", {}))
-    unknown = set(raw) - {"sweep", "hparams", "run"}
+    unknown = set(raw) - {"sweep", "hparams", "run", "grid"}
     unknown |= set(sweep) - {"name", "methods", "datasets", "seeds", "backbones", "n_hparams", "out"}
     unknown |= set(raw.get("run", {})) - set(RUN_FIELDS)
+    unknown |= set(raw.get("grid", {})) - set(RUN_FIELDS)
+    for key, values in raw.get("grid", {}).items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep file {path}: [grid] {key} must be a non-empty list of values, got {values!r}")
     if unknown:
         raise ConfigError(f"sweep file {path}: unknown keys {sorted(unknown)}; run keys allowed: {RUN_FIELDS}")
     for key in ("methods", "datasets"):
@@ -63,6 +68,7 @@ def load_spec(path: Path) -> SweepSpec:
         n_hparams=int(sweep.get("n_hparams", 0)),
         run=raw.get("run", {}),
         out=sweep.get("out"),
+        fields=raw.get("grid", {}),
     )
 
 
@@ -98,16 +104,25 @@ def _grid(spec: SweepSpec, method: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))] or [{}]
 
 
+def _tuples(run: dict[str, Any]) -> dict[str, Any]:
+    """TOML lists -> the tuples RunConfig's sequence fields hold."""
+    return {k: tuple(v) if k in ("preset", "shots", "train_counts") and v is not None else v for k, v in run.items()}
+
+
+def _field_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The [grid] of RunConfig fields (e.g. --class-counts or --mix-similar values): every combination."""
+    keys = sorted(spec.fields)
+    return [dict(zip(keys, values)) for values in itertools.product(*(spec.fields[k] for k in keys))] or [{}]
+
+
 def expand(spec: SweepSpec, out: str | None = None) -> list[RunConfig]:
     """Every RunConfig of the sweep, in a stable order."""
-    run = dict(spec.run)
-    for key in ("preset", "shots"):
-        if key in run and run[key] is not None:
-            run[key] = tuple(run[key])
     configs = []
     for method, dataset, backbone in itertools.product(spec.methods, spec.datasets, spec.backbones):
         trials = [random_hparams(method, dataset, t) for t in range(spec.n_hparams)] if spec.n_hparams else [{}]
-        for trial, grid_point, seed in itertools.product(trials, _grid(spec, method), spec.seeds):
+        combos = itertools.product(_field_points(spec), trials, _grid(spec, method), spec.seeds)
+        for point, trial, grid_point, seed in combos:
+            run = _tuples({**spec.run, **point})
             cfg = RunConfig(
                 method=method,
                 dataset=dataset,
