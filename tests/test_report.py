@@ -425,7 +425,7 @@ def test_class_similarity_by_hand_and_its_figure(real_run, records, tmp_path):
     c = record["data"]["num_classes"]
     assert np.asarray(record["similarity"]["feature_cosine"]).shape == (c, c)  # every run records it (C <= 100)
     paths = make_plot(real_run, "similarity", tmp_path / "s")
-    assert sorted(p.suffix for p in paths) == [".pdf", ".png"] and paths[0].name.startswith("similarity_ce_")
+    assert sorted(p.suffix for p in paths) == [".pdf", ".png"] and paths[0].name.startswith("similarity_CE_")
     bare = Path(load_records(records).query("method == 'ce' and seed == 1")["run_dir"].iloc[0])
     with pytest.raises(ConfigError, match="no class similarity"):
         make_plot(bare, "similarity", tmp_path)
@@ -456,3 +456,43 @@ def test_sweep_figure_follows_classes_against_a_swept_setting(tmp_path):
     assert [p.name for p in paths] == ["sweep_lr.png", "sweep_lr.pdf"]
     with pytest.raises(ConfigError, match="needs --x"):
         make_plot(tmp_path, "sweep", tmp_path / "fig")
+
+
+@pytest.mark.parametrize("n_methods", [20, 3])
+def test_figures_of_many_methods_are_readable(tmp_path, monkeypatch, n_methods):
+    """Every per-method figure of a 20-method sweep: 20 distinct colours, display names (not registry keys), a
+    legend no taller than the figure, x tick labels that do not overlap, labelled thresholds, a caption."""
+    import ltbench.report.plot as plot_mod
+    from ltbench.registry import METHODS
+
+    methods = ["ldam_drw", *[m for m in METHODS.names() if m != "ldam_drw"]][:n_methods]
+    for i, method in enumerate(methods):
+        fake_run(tmp_path, method, 0, [min(1.0, a + 0.01 * i) for a in BASE])
+    captured = {}
+
+    def keep(fig, out_dir, stem):
+        fig.canvas.draw()
+        captured[stem] = fig
+        return [out_dir / f"{stem}.png"]
+
+    monkeypatch.setattr(plot_mod, "_save", keep)
+    for kind in ("per-class", "groups", "curves"):
+        plot_mod.make_plot(tmp_path, kind, tmp_path / "fig")
+    renderer = captured["per-class"].canvas.get_renderer()
+    for stem, fig in captured.items():
+        legends = [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
+        assert legends, stem
+        texts = [t.get_text() for lg in legends for t in lg.get_texts()]
+        assert "ldam_drw" not in texts and "LDAM-DRW" in texts, stem  # display names, as the tables print
+        assert len(set(texts) & {METHODS.get(m).display_name or m for m in methods}) == n_methods
+        for lg in legends:
+            assert lg.get_window_extent(renderer).height <= fig.bbox.height * 1.02, stem
+        colours = {tuple(h.get_color()) if hasattr(h, "get_color") else tuple(h.get_facecolor())
+                   for lg in legends for h in lg.legend_handles}  # fmt: skip
+        assert len(colours) >= n_methods, stem
+        assert any(t.get_text().startswith(("Lines:", "Bars:")) for t in fig.texts), stem  # sd explained
+    ax = captured["per-class"].axes[0]
+    boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+    boxes = [b for b in boxes if ax.bbox.x0 - 5 <= b.x0 and b.x1 <= ax.bbox.x1 + 5]
+    assert all(a.x1 + 2 <= b.x0 for a, b in zip(boxes, boxes[1:])), "x tick labels touch or overlap"
+    assert any(t.get_text().startswith(("many >", "few <")) for t in ax.texts)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ltbench.errors import ConfigError, DataError
 from ltbench.report.load import PathsLike, load_records, parse_shots, read_log
-from ltbench.report.table import row_labels
+from ltbench.report.table import display_row, row_labels
 
 KINDS = ("per-class", "weight-norms", "groups", "curves", "tsne", "confusion", "similarity", "sweep")
 FEATURES_FILE = "features.npz"  # arrays: features (n x d float), labels (n int); a test-set sample
@@ -37,10 +37,42 @@ def _setup():
     return plt, sns
 
 
+def _palette(n: int) -> list:
+    """n distinguishable colours: seaborn's qualitative palette up to 10, tab20 up to 20, husl beyond."""
+    import seaborn as sns
+
+    return sns.color_palette("deep" if n <= 10 else "tab20" if n <= 20 else "husl", n)
+
+
+def _caption(fig, text: str) -> None:
+    """What lines, bands and bars show, under the figure (a reader of the PDF has no README at hand)."""
+    fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=7, color="0.3")
+
+
+def _legend_outside(g, n: int) -> None:
+    """Move a FacetGrid's legend to the right in as many columns as keep it no taller than the figure."""
+    if g.legend is None:
+        return
+    rows_fit = max(8, int(g.figure.get_figheight() * 72 / 13))  # ~13 pt per legend row at the paper context
+    g.legend.set_bbox_to_anchor((1.0, 0.5))
+    g.legend._loc = 6  # center left
+    if n > rows_fit:
+        handles, labels = g.legend.legend_handles, [t.get_text() for t in g.legend.get_texts()]
+        title = g.legend.get_title().get_text()
+        g.legend.remove()
+        g._legend = g.figure.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                                    ncol=-(-n // rows_fit), frameon=False, fontsize=7)  # fmt: skip
+
+
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``stem.png`` (150 dpi) and ``stem.pdf`` (vector, for the paper) and close the figure."""
+    """Write ``stem.png`` (150 dpi) and ``stem.pdf`` (vector, for the paper) and close the figure. Stems longer
+    than 60 characters (rows named with many hparams) are cut and end in a short hash of the full name."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.+-]+", "_", stem).strip("_")
+    if len(stem) > 60:
+        import hashlib
+
+        stem = f"{stem[:50]}_{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
@@ -70,11 +102,13 @@ def _per_class_like(df: pd.DataFrame, out_dir: Path, column: str, value: str, st
             f"none of the {len(df)} runs stores per-class {column!r} in result.json metrics; "
             "weight norms exist only for methods whose head has class weight vectors (linear, cosine)"
         )
+    n_methods = long["method"].nunique()
     g = sns.relplot(
         data=long,
         x="count",
         y=value,
         hue="method",
+        palette=_palette(n_methods),
         col="dataset",
         kind="line",
         marker="o",
@@ -88,18 +122,23 @@ def _per_class_like(df: pd.DataFrame, out_dir: Path, column: str, value: str, st
 
     for ds, ax in g.axes_dict.items():
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 5.0)))  # 50, 100, 500, 1000, 5000: no "10002000"
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training images of the class (log)")
         if value.startswith("accuracy"):
             ax.set_ylim(-3, 103)  # the sd band of a 0/100 class would otherwise leave the possible range
-        for x in _thresholds(df, ds):
+        for x, text in zip(_thresholds(df, ds), ("few <", "many >")):
             ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
+            ax.annotate(f"{text} {x:g}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                        textcoords="offset points", fontsize=6, color="0.35", va="top", rotation=90)  # fmt: skip
+    _legend_outside(g, n_methods)
+    _caption(g.figure, "Lines: mean over seeds; bands: ± 1 sd. Dashed: the many / few thresholds of the table.")
     return _save(g.figure, out_dir, stem)
 
 
 def _thresholds(df: pd.DataFrame, dataset: str) -> list[float]:
+    """(few, many) thresholds of ``dataset``'s runs (few first)."""
     sub = df[df["dataset"] == dataset]
     return sorted({float(v) for c in ("shots_many", "shots_few") for v in sub[c] if v == v})
 
@@ -128,6 +167,7 @@ def plot_groups(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         x="group",
         y="accuracy (%)",
         hue="method",
+        palette=_palette(long["method"].nunique()),
         col="dataset",
         kind="bar",
         errorbar="sd",
@@ -136,15 +176,20 @@ def plot_groups(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         aspect=min(2.2, max(1.0, long["method"].nunique() / 6)),  # bars stay readable with the whole registry
     )
     g.set(ylim=(0, 100))
+    _legend_outside(g, long["method"].nunique())
+    _caption(g.figure, "Bars: mean over seeds; error bars: ± 1 sd.")
     return _save(g.figure, out_dir, "groups")
 
 
 def plot_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Training loss and the logged test accuracy per epoch (stages concatenated), from each run's log.jsonl."""
     plt, sns = _setup()
-    frames = []
+    frames, boundaries = [], set()
     for r in df.itertuples():
         log = read_log(r.run_dir)
+        if "stage" in log:
+            changes = log["stage"].ne(log["stage"].shift()) & log.index.to_series().gt(0)
+            boundaries |= set(log.loc[changes, "epoch_index"].tolist())
         if len(log) and r.overall == r.overall:  # the final evaluation (the reported number) ends the curve
             log.loc[len(log) - 1, "test_acc"] = r.overall
         for q, name, scale in (("loss", "train loss", 1), ("test_acc", "test accuracy (%)", 100)):
@@ -154,11 +199,13 @@ def plot_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     if not frames:
         raise ConfigError(f"none of the {len(df)} runs has a log.jsonl with loss values to plot")
     long = pd.concat(frames, ignore_index=True)
+    n_methods = long["method"].nunique()
     g = sns.relplot(
         data=long,
         x="epoch_index",
         y="value",
         hue="method",
+        palette=_palette(n_methods),
         row="quantity",
         col="dataset",
         kind="line",
@@ -171,6 +218,14 @@ def plot_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     )
     g.set_axis_labels("epoch (all stages)", "")
     g.set_titles("{row_name} · {col_name}")
+    for (quantity, _), ax in g.axes_dict.items():
+        if quantity == "train loss":
+            ax.set_yscale("log")  # one diverging or contrastive-scale loss no longer flattens the rest
+        for boundary in boundaries:
+            ax.axvline(boundary - 0.5, color="grey", linestyle=":", linewidth=0.8)
+    _legend_outside(g, n_methods)
+    _caption(g.figure, "Lines: mean over seeds; bands: ± 1 sd. Loss on a log axis; dotted: stage boundaries. "
+                       "Losses of different stages (e.g. contrastive, then CE) are not on one scale.")  # fmt: skip
     return _save(g.figure, out_dir, "curves")
 
 
@@ -391,7 +446,9 @@ def make_plot(
     from ltbench.report.table import filter_datasets
 
     df = filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets)
-    df = df.assign(row=row_labels(df))
+    df = df.assign(
+        row=[display_row(row) for row in row_labels(df)]
+    )  # as the tables print them (LDAM-DRW, not ldam_drw)
     try:
         return PLOTS[kind](df, Path(out_dir), **{k: v for k, v in options.items() if v is not None})
     except ConfigError:

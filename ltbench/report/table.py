@@ -322,7 +322,8 @@ def latex_escape(text: str) -> str:
     return out
 
 
-def _name(row: str) -> str:
+def display_row(row: str) -> str:
+    """A table row as printed: the method's display name, then the settings that tell its configurations apart."""
     base, _, rest = row.partition(" ")
     return display_name(base) + (f" {rest}" if rest else "")
 
@@ -344,7 +345,7 @@ def to_latex(grid: Grid) -> str:
     lines.append(r"\midrule")
     for row, cells in grid.rows:
         body = " & ".join(wrap[s] % latex_escape(t) for t, s in cells)
-        lines.append(f"{latex_escape(_name(row))} & {body}" + r" \\")
+        lines.append(f"{latex_escape(display_row(row))} & {body}" + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -356,7 +357,7 @@ def to_markdown(grid: Grid) -> str:
     wrap = {"best": "**%s**", "second": "<u>%s</u>", "": "%s"}
     names = [DATASET_NAMES.get(ds, ds) for ds, span in grid.groups for _ in range(span)]
     heads = ["Method"] + [" ".join(p for p in (n, h, c) if p) for n, h, c in zip(names, grid.heads, grid.counts)]
-    body = [[_name(row)] + [wrap[s] % t for t, s in cells] for row, cells in grid.rows]
+    body = [[display_row(row)] + [wrap[s] % t for t, s in cells] for row, cells in grid.rows]
     table = tabulate(body, heads, tablefmt="github", disable_numparse=True)
     return table + "\n\n" + "\n".join(f"- {n}" for n in grid.notes) + "\n"
 
