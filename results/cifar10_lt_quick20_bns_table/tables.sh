@@ -17,3 +17,6 @@ ltbench table "$OUT/runs" --format markdown --shots 500,200 --published --source
 ltbench table "$OUT/runs" --format latex --shots 500,200 --published --source poster --out "$OUT/table_500_200.tex"
 ltbench table "$OUT/runs" --format markdown --metrics macro_f1,g_mean,ece --out "$OUT/table.md"
 ltbench table "$OUT/runs" --format csv --metrics macro_f1,g_mean,ece,wn_var --out "$OUT/summary.csv"
+for kind in groups per-class curves similarity tsne; do
+    ltbench plot "$OUT/runs" --kind "$kind" --shots 500,200 --out "$OUT/figures"
+done
