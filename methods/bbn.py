@@ -24,6 +24,7 @@ from ltbench.method import HP, Method, Stage
 from ltbench.models.cifar_resnet import BasicBlock, CifarResNet, _kaiming_init
 from ltbench.registry import METHODS
 from ltbench.train.context import Context
+from ltbench.train.recipes import sgd_hparams, sgd_stage
 
 SUPPORTED_BACKBONES = ("resnet32", "resnet32_w2", "resnet18_cifar", "resnet34_cifar")
 SRC = "BBN configs/cifar10.yaml, cifar100.yaml (docs/methods.md §16.4)"
@@ -146,11 +147,7 @@ class BBN(Method):
     display_name = "BBN"
     paper = "Zhou, Cui, Wei, Chen — BBN: Bilateral-Branch Network with Cumulative Learning, CVPR 2020"
     hparams = {
-        "epochs": HP(200, SRC, help="epochs of the one stage", epoch=True),
-        "lr": HP(0.1, SRC, range=("log", 0.01, 0.5)),
-        "batch_size": HP(128, SRC),
-        "momentum": HP(0.9, SRC),
-        "weight_decay": HP(2e-4, SRC, range=("log", 5e-5, 1e-3)),
+        **sgd_hparams(SRC, 200),
         "warmup_epochs": HP(5, "WarmupMultiStepLR: 5 warm-up epochs (lib/utils; §16.4)", epoch=True),
         "warmup_factor": HP(1 / 3, "WarmupMultiStepLR warm-up factor 1/3 (lib/utils; §16.4)"),
         "lr_drop_1": HP(119, "BBN: lr x0.01 from 1-based epoch 120 (milestone 120, stepped at epoch start; §16.4)",
@@ -175,14 +172,9 @@ class BBN(Method):
     def stages(self) -> list[Stage]:
         hp = self.hp
         return [
-            Stage(
-                name="train",
-                epochs=hp["epochs"],
-                lr=hp["lr"],
-                batch_size=hp["batch_size"],
-                momentum=hp["momentum"],
+            sgd_stage(
+                hp,
                 nesterov=True,
-                weight_decay=hp["weight_decay"],
                 warmup_epochs=hp["warmup_epochs"],
                 warmup_start=hp["warmup_factor"],
                 milestones=((hp["lr_drop_1"], 0.01), (hp["lr_drop_2"], 1e-4)),

@@ -30,6 +30,7 @@ from ltbench.methods.mixing import StepDraws, epoch_rng, steps_bound
 from ltbench.ot import disa_sinkhorn
 from ltbench.registry import METHODS
 from ltbench.train.context import Context
+from ltbench.train.recipes import sgd_hparams, sgd_stage
 
 SRC = "DisA release cifar_train.py (docs/methods.md §15.2)"
 
@@ -88,11 +89,7 @@ class DisA(Method):
     default_backbone = {"cifar100_lt": "resnet32_w2", "*": "resnet32"}
     step_syncs = {"disa_sinkhorn": "the release's Sinkhorn stops on the host-read change of u (sinkhorn.py)"}
     hparams = {
-        "epochs": HP(200, SRC, help="epochs of the one stage", epoch=True),
-        "lr": HP(0.1, SRC, range=("log", 0.01, 0.5)),
-        "batch_size": HP(128, SRC),
-        "momentum": HP(0.9, SRC),
-        "weight_decay": HP(2e-4, SRC, range=("log", 5e-5, 1e-3)),
+        **sgd_hparams(SRC, 200),
         "warmup_epochs": HP(5, "DisA: lr·e/5 for 1-based e <= 5 (§15.2)", epoch=True),
         "lr_drop_1": HP(160, "DisA: lr x0.1 for 1-based epochs 161-180 (§15.2)", epoch=True),
         "lr_drop_2": HP(180, "DisA: lr x0.01 after 1-based epoch 180 (§15.2)", epoch=True),
@@ -120,18 +117,8 @@ class DisA(Method):
 
     def stages(self) -> list[Stage]:
         hp = self.hp
-        return [
-            Stage(
-                name="train",
-                epochs=hp["epochs"],
-                lr=hp["lr"],
-                batch_size=hp["batch_size"],
-                momentum=hp["momentum"],
-                weight_decay=hp["weight_decay"],
-                warmup_epochs=hp["warmup_epochs"],
-                milestones=((hp["lr_drop_1"], 0.1), (hp["lr_drop_2"], 0.01)),
-            )
-        ]
+        milestones = ((hp["lr_drop_1"], 0.1), (hp["lr_drop_2"], 0.01))
+        return [sgd_stage(hp, warmup_epochs=hp["warmup_epochs"], milestones=milestones)]
 
     def on_stage_start(self, stage: Stage, model: nn.Module, ctx: Context) -> None:
         self.criterion.to(ctx.device)

@@ -31,6 +31,7 @@ from ltbench.methods.mixing import StepDraws, epoch_rng, paste_box, rand_box, st
 from ltbench.ot import sinkhorn_plan
 from ltbench.registry import METHODS
 from ltbench.train.context import Context
+from ltbench.train.recipes import sgd_hparams, sgd_stage
 
 SRC = "OTmix release opts.py / cifar_train.py (docs/methods.md §14.2-14.3)"
 
@@ -43,11 +44,7 @@ class OTmix(Method):
     paper = "Gao, Zhao, Li, Guo — Enhancing Minority Classes by Mixing: An Adaptative OT Approach, NeurIPS 2023"
     step_syncs = {"sinkhorn_plan": "POT's stop test (marginal error < 1e-9) read every 10 Sinkhorn iterations"}
     hparams = {
-        "epochs": HP(240, SRC, help="epochs of the one stage", epoch=True),
-        "lr": HP(0.1, SRC, range=("log", 0.01, 0.5)),
-        "batch_size": HP(128, SRC),
-        "momentum": HP(0.9, SRC),
-        "weight_decay": HP(2e-4, SRC, range=("log", 5e-5, 1e-3)),
+        **sgd_hparams(SRC, 240),
         "lr_drop_1": HP(100, "OTmix: lr x0.1 from 1-based epoch 101 (§14.3)", epoch=True),
         "lr_drop_2": HP(160, "OTmix: lr x0.01 from 1-based epoch 161 (§14.3)", epoch=True),
         "lr_drop_3": HP(200, "OTmix: lr x1e-4 from 1-based epoch 201 (§14.3)", epoch=True),
@@ -95,18 +92,9 @@ class OTmix(Method):
 
     def stages(self) -> list[Stage]:
         hp = self.hp
-        return [
-            Stage(
-                name="train",
-                epochs=hp["epochs"],
-                lr=hp["lr"],
-                batch_size=hp["batch_size"],
-                momentum=hp["momentum"],
-                weight_decay=hp["weight_decay"],
-                milestones=((hp["lr_drop_1"], 0.1), (hp["lr_drop_2"], 0.01), (hp["lr_drop_3"], 1e-4)),
-                pair_sampler="class_balanced",  # weighted_alpha = 1: every class equally likely (§14.1 item 4)
-            )
-        ]
+        milestones = ((hp["lr_drop_1"], 0.1), (hp["lr_drop_2"], 0.01), (hp["lr_drop_3"], 1e-4))
+        # weighted_alpha = 1: every class equally likely (§14.1 item 4)
+        return [sgd_stage(hp, milestones=milestones, pair_sampler="class_balanced")]
 
     # ------------------------------------------------------------------ per-epoch decisions
     def mixing_epoch(self, epoch: int) -> bool:

@@ -22,7 +22,7 @@ from ltbench.dpp import ipdpp_kernel, sample_k_dpp
 _BETA_A, _BETA_B = 5.0, 1.0  # p ~ Beta(5, 1): mean 0.83, skewed towards 1 like classifier confidences
 
 
-def _median_ms(fn: Callable[[int], object], repeats: int) -> float:
+def median_ms(fn: Callable[[int], object], repeats: int) -> float:
     times = []
     for r in range(repeats):
         start = time.perf_counter()
@@ -89,7 +89,7 @@ def run_dpp_bench(
                 fn = lambda r, p=p, k=k, m=mode: sample_k_dpp(  # noqa: E731
                     p, k, generator=torch.Generator().manual_seed(seed + r), mode=m
                 )
-            row[f"{mode}_ms"] = _median_ms(fn, repeats)
+            row[f"{mode}_ms"] = median_ms(fn, repeats)
         rows.append(row)
     df = pd.DataFrame(rows)
     for mode in active:

@@ -9,13 +9,12 @@ agree. POT is an optional extra (``pip install pot``); its columns are skipped w
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Sequence
 
 import pandas as pd
 import torch
 
+from ltbench.bench.dpp import median_ms
 from ltbench.ot import sinkhorn_plan, sinkhorn_pot
 
 
@@ -29,15 +28,6 @@ def otmix_like_cost(batch: int, seed: int, classes: int = 10, dim: int = 64, wei
     y_fg = torch.randint(0, classes, (batch,), generator=gen)
     y_bg = torch.randint(0, classes, (batch,), generator=gen)
     return otmix_cost(fg, bg, cf[y_fg][:, y_bg], weight)
-
-
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        fn(r)
-        times.append(1000.0 * (time.perf_counter() - start))
-    return statistics.median(times)
 
 
 def run_ot_bench(sizes: Sequence[int] = (64, 128, 256), repeats: int = 5, device: str = "cpu") -> pd.DataFrame:
@@ -59,11 +49,11 @@ def run_ot_bench(sizes: Sequence[int] = (64, 128, 256), repeats: int = 5, device
             sinkhorn_plan(dev_costs[r])[0].argmax(1).cpu()  # the pairing reaches the host: timing is complete
 
         ours(0)  # warm-up (allocations, CUDA context)
-        row: dict = {"B": b, "torch_ms": _median_ms(ours, repeats)}
+        row: dict = {"B": b, "torch_ms": median_ms(ours, repeats)}
         plan, iters = sinkhorn_plan(costs[0])
         row["iterations"] = iters
         if have_pot:
-            row["pot_ms"] = _median_ms(lambda r, costs=costs: sinkhorn_pot(costs[r]).argmax(1), repeats)
+            row["pot_ms"] = median_ms(lambda r, costs=costs: sinkhorn_pot(costs[r]).argmax(1), repeats)
             row["pot/torch"] = row["pot_ms"] / row["torch_ms"]
             pot_plan = sinkhorn_pot(costs[0])
             row["max_abs_diff"] = float((plan - pot_plan).abs().max())

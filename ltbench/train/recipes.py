@@ -48,22 +48,31 @@ CB_LARGE_SCALE: dict[str, dict[str, Any]] = {
 }
 
 
+def sgd_hparams(source: str, epochs: int) -> dict[str, HP]:
+    """The five SGD hparams every CIFAR recipe declares (epochs, lr, batch 128, momentum 0.9, wd 2e-4), with the
+    recipe's source: OTmix, DisA and BBN share them with LDAM-DRW's and differ only in schedule."""
+    return {
+        "epochs": HP(epochs, source, help="epochs of the one stage", epoch=True),
+        "lr": HP(0.1, source, range=("log", 0.01, 0.5)),
+        "batch_size": HP(128, source),
+        "momentum": HP(0.9, source),
+        "weight_decay": HP(2e-4, source, range=("log", 5e-5, 1e-3)),
+    }
+
+
+def sgd_stage(hp: dict[str, Any], name: str = "train", **fields: Any) -> Stage:
+    """One SGD stage from the ``sgd_hparams`` values in ``hp``; ``fields`` set the rest (schedule, sampler...)."""
+    base = dict(name=name, epochs=hp["epochs"], lr=hp["lr"], batch_size=hp["batch_size"], optimizer="sgd",
+                momentum=hp["momentum"], weight_decay=hp["weight_decay"])  # fmt: skip
+    return Stage(**{**base, **fields})
+
+
 def ldam_cifar_stage(hp: dict[str, Any], name: str = "train", **overrides: Any) -> Stage:
     """The single SGD stage of the LDAM-DRW CIFAR recipe, from resolved hparams (epoch values scaled)."""
-    fields: dict[str, Any] = dict(
-        name=name,
-        epochs=hp["epochs"],
-        lr=hp["lr"],
-        batch_size=hp["batch_size"],
-        optimizer="sgd",
-        momentum=hp["momentum"],
-        weight_decay=hp["weight_decay"],
-        schedule=hp.get("schedule", "step"),  # (runs recorded before the hparam existed: step)
-        warmup_epochs=hp["warmup_epochs"],
-        milestones=((hp["lr_drop_1"], 0.01), (hp["lr_drop_2"], 1e-4)) if hp.get("schedule", "step") == "step" else (),
-    )
-    fields.update(overrides)
-    return Stage(**fields)
+    schedule = hp.get("schedule", "step")  # (runs recorded before the hparam existed: step)
+    milestones = ((hp["lr_drop_1"], 0.01), (hp["lr_drop_2"], 1e-4)) if schedule == "step" else ()
+    fields = dict(schedule=schedule, warmup_epochs=hp["warmup_epochs"], milestones=milestones)
+    return sgd_stage(hp, name, **{**fields, **overrides})
 
 
 def apply_backbone_recipe(stages: list[Stage], recipe: dict | None, explicit_lrs: set[float]) -> list[Stage]:
