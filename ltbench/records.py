@@ -95,12 +95,24 @@ def umask_mode(mode: int = 0o666) -> int:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
+    _write_text_atomic(path, json.dumps(_clean(obj), indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text via tmp file + fsync + os.replace (tables, probe results): a reader never sees half a file."""
+    path = Path(path)
+    try:
+        _write_text_atomic(path, text)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "w") as f:
-            json.dump(_clean(obj), f, indent=1, sort_keys=True, allow_nan=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

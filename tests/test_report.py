@@ -354,6 +354,33 @@ def test_linear_probe_of_finished_runs(tmp_path):
     assert json.dumps(again, sort_keys=True) == json.dumps(first[0], sort_keys=True)  # NaN-safe equality
 
 
+def test_probe_cli_takes_a_sweep_folder_and_writes_its_table_there(tmp_path, capsys):
+    """``ltbench probe SWEEP_DIR`` probes every finished run under it, skips (and names) the unfinished ones and
+    writes probe.md (the printed table) and probe.csv into that folder; ``--out`` puts them elsewhere."""
+    import argparse
+
+    import pandas as pd
+
+    from ltbench.report.probe import main
+    from ltbench.run import execute
+    from tests.conftest import tiny_config
+
+    sweep = tmp_path / "sweep"
+    cfg = tiny_config(sweep, "ce", epochs=1)
+    execute(cfg, progress=False)
+    (sweep / "half-done").mkdir()
+    (sweep / "half-done" / "config.json").write_text(json.dumps({"config": {"method": "ce"}}))
+    args = argparse.Namespace(run_dirs=[str(sweep)], data_root=None, device="cpu", threads=1, out=None)
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert (sweep / "probe.md").read_text() == out and "| ce " in out
+    assert "skipping half-done" in err
+    csv = pd.read_csv(sweep / "probe.csv")
+    assert list(csv["run"]) == [Path(cfg.run_dir).name] and 0.0 <= csv["overall"][0] <= 1.0
+    args.run_dirs, args.out = [str(cfg.run_dir)], str(tmp_path / "elsewhere")
+    assert main(args) == 0 and (tmp_path / "elsewhere" / "probe.csv").exists()
+
+
 def test_git_info_hashes_the_uncommitted_diff(tmp_path, monkeypatch):
     """A dirty tree gets a digest of its diff, so two differently modified trees never look alike."""
     import subprocess
@@ -496,3 +523,18 @@ def test_figures_of_many_methods_are_readable(tmp_path, monkeypatch, n_methods):
     boxes = [b for b in boxes if ax.bbox.x0 - 5 <= b.x0 and b.x1 <= ax.bbox.x1 + 5]
     assert all(a.x1 + 2 <= b.x0 for a, b in zip(boxes, boxes[1:])), "x tick labels touch or overlap"
     assert any(t.get_text().startswith(("many >", "few <")) for t in ax.texts)
+
+
+def test_tsne_legend_runs_head_to_tail():
+    """t-SNE colours read as the long tail: classes ordered by decreasing training count (ties by index), each
+    labelled with its count; above 20 classes the groups come many → medium → few, absent groups left out."""
+    import numpy as np
+
+    from ltbench.report.plot import _hue
+
+    hue, order, title = _hue(np.array([0, 2, 1]), [50, 5000, 300], (100, 20), ["cat", "dog", "eel"])
+    assert order == ["dog (5000)", "eel (300)", "cat (50)"] and hue == ["cat (50)", "eel (300)", "dog (5000)"]
+    assert "head" in title
+    counts = [600] * 10 + [50] * 15
+    hue, order, _ = _hue(np.array([24, 0, 3]), counts, (100, 20), None)
+    assert order == ["many", "medium"] and hue == ["medium", "many", "many"]

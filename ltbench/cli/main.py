@@ -248,8 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     toolbox.add_commands(sub)  # predict, export, diff
     p = sub.add_parser("probe", help="linear-probe accuracy of finished runs' frozen backbone features")
-    p.add_argument("run_dirs", nargs="+", help="finished run directories")
+    p.add_argument("run_dirs", nargs="+", help="finished run directories, or a sweep folder (all its finished runs)")
     p.add_argument("--data-root", help="where the runs' dataset is (default: $LTBENCH_DATA)")
+    p.add_argument("--out", help="folder for probe.md and probe.csv (default: the folder given, or the runs' parent)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="CPU threads (default: $SLURM_CPUS_PER_TASK or torch's)")
     p.set_defaults(func=cmd_probe)

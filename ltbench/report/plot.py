@@ -243,13 +243,17 @@ def _with_file(df: pd.DataFrame, name: str, what: str, needed: str) -> pd.DataFr
     return have
 
 
-def _hue(labels: np.ndarray, counts: list[int], shots: tuple[int, int], names: list | None) -> tuple[list, str]:
-    """Colour by class when there are few classes, else by many/medium/few group."""
+def _hue(labels: np.ndarray, counts: list[int], shots: tuple[int, int], names: list | None) -> tuple[list, list, str]:
+    """Colour by class when there are few classes, else by many/medium/few group; returns each point's label,
+    the legend order (head to tail: classes by decreasing training count, then many → medium → few) and the
+    legend title. Labels carry the training count, so the legend reads as the long tail."""
     if len(counts) <= 20:
-        return [str(names[v]) if names else str(v) for v in labels], "class"
+        name = [f"{names[c] if names else c} ({counts[c]})" for c in range(len(counts))]
+        order = sorted(range(len(counts)), key=lambda c: (-counts[c], c))
+        return [name[v] for v in labels], [name[c] for c in order], "class (train images), head → tail"
     many, few = shots
-    names = ["many" if counts[c] > many else "few" if counts[c] < few else "medium" for c in labels]
-    return names, "group"
+    groups = ["many" if counts[c] > many else "few" if counts[c] < few else "medium" for c in labels]
+    return groups, [g for g in ("many", "medium", "few") if g in groups], "group"
 
 
 def plot_tsne(df: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -273,12 +277,16 @@ def plot_tsne(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         perplexity = float(min(30, max(2, (len(feats) - 1) // 3)))
         method = "exact" if len(feats) <= 1000 else "barnes_hut"  # exact: no OpenMP spin on a busy node
         emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0, method=method).fit_transform(feats)
-        hue, title = _hue(labels, list(r.class_counts), (int(r.shots_many), int(r.shots_few)), r.classes)
+        hue, order, title = _hue(labels, list(r.class_counts), (int(r.shots_many), int(r.shots_few)), r.classes)
+        palette = sns.color_palette("viridis", len(order))  # sequential: dark head, light tail
         fig, ax = plt.subplots(figsize=(4.5, 4.0))
-        sns.scatterplot(x=emb[:, 0], y=emb[:, 1], hue=hue, s=8, linewidth=0, ax=ax, legend=len(set(hue)) <= 20)
+        sns.scatterplot(
+            x=emb[:, 0], y=emb[:, 1], hue=hue, hue_order=order, palette=palette, s=8, linewidth=0, ax=ax, legend=True
+        )
         ax.set(xticks=[], yticks=[], title=f"{r.row} · {r.dataset} · seed {r.seed}")
         if ax.get_legend() is not None:
             ax.legend(title=title, fontsize=6, markerscale=1.5, bbox_to_anchor=(1.02, 1), loc="upper left")
+        _caption(fig, "Colour: training-set size, dark = head (most images), light = tail.")
         paths += _save(fig, out_dir, f"tsne_{r.run_id}")
     return paths
 

@@ -11,6 +11,8 @@ benchmark's metrics on the test set. Nothing is selected on test; the probe has 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -74,14 +76,46 @@ def probe_run(run_dir: Path, data_root: str | None, device: str = "cpu") -> dict
     return {"run": Path(run_dir).name, "method": cfg.method, **groups}
 
 
-def main(args: argparse.Namespace) -> int:
+def probe_dirs(paths: list[str]) -> tuple[list[Path], Path]:
+    """The finished runs under ``paths`` (run, sweep or any folder of them) and the folder the probe's table
+    goes to: the one folder given, or the runs' common parent. Unfinished runs are named and skipped."""
+    from ltbench.errors import ConfigError
+    from ltbench.report.load import _state, find_run_dirs
+
+    runs = find_run_dirs(paths)
+    done = [d for d in runs if _state(d) == "done"]
+    for d in sorted(set(runs) - set(done)):
+        print(f"ltbench probe: skipping {d.name} ({_state(d)})", file=sys.stderr)
+    if not done:
+        raise ConfigError(f"no finished runs under {', '.join(paths)}; give run directories or a sweep folder")
+    given = [Path(p).resolve() for p in paths]
+    where = given[0] if len(given) == 1 and given[0] not in done else Path(os.path.commonpath(done))
+    return done, where if where not in done else where.parent
+
+
+def write_table(rows: list[dict], out: Path) -> str:
+    """``probe.md`` (the printed table) and ``probe.csv`` (full precision) written atomically into ``out``."""
+    import pandas as pd
     from tabulate import tabulate
 
+    from ltbench.records import write_text_atomic
+
+    keys = ("many", "medium", "few", "overall")
+    table = [[r["method"], r["run"], *(f"{100 * r[k]:.1f}" if r[k] == r[k] else "n/a" for k in keys)] for r in rows]
+    text = tabulate(table, ["method", "run", "many", "medium", "few", "overall"], tablefmt="github") + "\n"
+    write_text_atomic(out / "probe.md", text)
+    write_text_atomic(out / "probe.csv", pd.DataFrame(rows).to_csv(index=False))
+    return text
+
+
+def main(args: argparse.Namespace) -> int:
     from ltbench.train.runtime import configure_threads
 
     configure_threads(getattr(args, "threads", None))
-    rows = [probe_run(Path(d), args.data_root, args.device) for d in args.run_dirs]
-    keys = ("many", "medium", "few", "overall")
-    table = [[r["method"], r["run"], *(f"{100 * r[k]:.1f}" if r[k] == r[k] else "n/a" for k in keys)] for r in rows]
-    print(tabulate(table, ["method", "run", "many", "medium", "few", "overall"], tablefmt="github"))
+    runs, where = probe_dirs(args.run_dirs)
+    out = Path(args.out) if getattr(args, "out", None) else where
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [probe_run(d, args.data_root, args.device) for d in runs]
+    print(write_table(rows, out), end="")
+    print(f"ltbench probe: wrote {out / 'probe.md'} and probe.csv", file=sys.stderr)
     return 0
