@@ -61,3 +61,19 @@ def test_a_different_loss_is_refused(tmp_path):
     execute(focal, progress=False)
     with pytest.raises(ConfigError, match="focal"):
         execute(tiny_config(tmp_path / "t", method="crt", from_run=str(focal.run_dir), epochs=2), progress=False)
+
+
+def test_ride_ea_from_a_ride_run_equals_training_it_whole(tmp_path):
+    """RIDE-EA's stage 1 is RIDE's: a finished ``ride`` run stands in for it and only the router trains."""
+    kw = dict(epochs=2, deterministic=True, hparams={"router_epochs": 1, "router_batch_size": 64})
+    ride = tiny_config(tmp_path / "ride", method="ride", epochs=2, deterministic=True)
+    execute(ride, progress=False)
+    whole = execute(tiny_config(tmp_path / "whole", method="ride_ea", **kw), progress=False)
+    cfg = tiny_config(tmp_path / "from", method="ride_ea", from_run=str(ride.run_dir), **kw)
+    rec = execute(cfg, progress=False)
+    assert _same(rec["metrics"], whole["metrics"]) and rec["run_id"] == whole["run_id"]
+    assert rec["reused_from"]["run_id"] == ride.run_id and len(rec["reused_from"]["stages"]) == 1
+    with pytest.raises(ConfigError, match="no finished run there has exactly this run's first stages"):
+        other = dict(kw, hparams={**kw["hparams"], "lambda_div": 0.3})  # a RIDE hparam differs: refused
+        refused = tiny_config(tmp_path / "refused", method="ride_ea", from_run=str(ride.run_dir), **other)
+        execute(refused, progress=False)

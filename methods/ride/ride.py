@@ -118,6 +118,11 @@ class RIDE(Method):
         warmup = self.hp["distill_warmup_epochs"] if self.hp["teacher"] else self.hp["warmup_epochs"]
         return [ldam_cifar_stage(self.hp, nesterov=True, transform="ride", warmup_epochs=warmup)]
 
+    def stage_key(self, index: int) -> dict:
+        """RIDE's training stage reads only RIDE's hparams: a finished ``ride`` run can stand in for stage 1 of
+        ``ride_ea`` (``--from``), whose router hparams do not touch it."""
+        return {"method": "ride", "hp": {k: self.hp[k] for k in RIDE_HP}}
+
     def build_model(self, backbone: nn.Module, num_classes: int, class_counts: list[int]) -> nn.Module:
         n_stages = len(getattr(backbone, "stages", ()))
         shared = max(0, n_stages - self.hp["expert_stages"])

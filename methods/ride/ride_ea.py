@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ltbench.method import HP, Stage
+from ltbench.method import HP, Method, Stage
 from ltbench.methods.ride.ride import RIDE, RIDE_HP
 from ltbench.methods.ride.router import ExpertRouter, route, router_targets
 from ltbench.registry import METHODS
@@ -59,6 +59,10 @@ class RIDEEA(RIDE):
             transform="ride",
         )
         return [*super().stages(), router]
+
+    def stage_key(self, index: int) -> dict:
+        """Stage 1 is RIDE's (a finished ``ride`` run stands in for it); the router stage is this method's own."""
+        return super().stage_key(index) if index < len(RIDE.stages(self)) else Method.stage_key(self, index)
 
     def on_stage_start(self, stage: Stage, model: nn.Module, ctx: Context) -> None:
         super().on_stage_start(stage, model, ctx)
