@@ -166,6 +166,14 @@ class Method(ABC):
         """Called before every epoch: DRW switches, re-clustering, subset refresh."""
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The test-time logits: the one declaration of them (issue #25). Evaluation (accuracy, ECE and every other
+        probability metric), the stored ``predictions.npz``, ``load_run``/``export``, a distillation teacher and a
+        method's own use of its probabilities (IP-DPP's p(y|x), OTmix's confusion) all call this, never ``model(x)``.
+
+        They are the logits the training loss sees without its train-only adjustment (LDAM/KPS: s·cos without the
+        margin; logit-adjusted loss: without +τ·log π), unless the paper predicts differently (τ-norm's rescaled
+        head, RIDE's expert mean, post-hoc logit adjustment); tests/test_test_time_logits.py checks every method.
+        Default: the model's output."""
         return model(x)
 
     def predict_variants(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:

@@ -211,7 +211,7 @@ class BNSIPDPP(Method):
     def on_epoch_start(self, stage, epoch, model, ctx) -> None:
         if stage.name != "ipdpp" or epoch % max(1, self.hp["refresh_every"]) != 0:
             return
-        logits = ctx.infer(model, lambda m, x: m(x))  # eval mode, un-augmented images (§9.3 item 8)
+        logits = ctx.infer(model, self.predict)  # eval mode, un-augmented images (§9.3 item 8)
         p = torch.softmax(logits, dim=1).gather(1, ctx.train_y[:, None]).squeeze(1).double().clamp(0, 1)
         idx, sizes = sample_per_class(
             p.cpu(), ctx.train_y.cpu(), self.k, generator=self._generator(), mode=self.hp["sampler_mode"]

@@ -140,7 +140,7 @@ class OTmix(Method):
             counts = self.counts_cm.clone()
         else:
             images, labels = (ctx.data.val_x, ctx.data.val_y) if source == "val" else (ctx.data.test_x, ctx.data.test_y)
-            preds = ctx.infer(model, lambda m, x: m(x).argmax(1).float(), images).long()
+            preds = ctx.infer(model, lambda m, x: self.predict(m, x).argmax(1).float(), images).long()
             counts = confusion_counts(labels.to(ctx.device), preds, self.num_classes)
         return row_normalised_confusion(counts)
 
