@@ -127,3 +127,13 @@ def test_every_method_with_every_backbone_family(method, backbone, tmp_path):
         assert trunk < built and any(k.startswith("rb_block.") for k in own)
         return
     assert own == built
+
+
+def test_resnet50_is_initialised_as_the_papers_resnets():
+    """``resnet50`` starts every block's last BatchNorm at weight 1 (classifier-balancing / RIDE / torchvision);
+    ``timm:resnet50`` keeps timm's zero-initialised last BN (zero_init_last)."""
+    ours = build_backbone("resnet50", 224).model
+    theirs = build_backbone("timm:resnet50", 224).model
+    last_bns = lambda m: [blk.bn3.weight for stage in (m.layer1, m.layer2, m.layer3, m.layer4) for blk in stage]  # noqa: E731
+    assert all(bool((w == 1).all()) for w in last_bns(ours))
+    assert all(bool((w == 0).all()) for w in last_bns(theirs))

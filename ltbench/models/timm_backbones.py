@@ -80,7 +80,14 @@ def create(name: str, pretrained: bool = False, recipe: dict | None = None, **kw
 
 
 def resnet50(image_size: int, pretrained: bool = False, **kwargs) -> TimmBackbone:
-    """timm ResNet-50; at <= 64 px the CIFAR stem (3x3 stride 1, no max-pool): 32x32 keeps a 4x4 final map."""
+    """timm ResNet-50; at <= 64 px the CIFAR stem (3x3 stride 1, no max-pool): 32x32 keeps a 4x4 final map.
+
+    Initialised as the LT papers' own ResNet-50s (classifier-balancing models/ResNetFeature.py, f162ade, which
+    RIDE's fb_resnets copy; torchvision's default): every BatchNorm at weight 1, bias 0. timm zero-initialises
+    the last BatchNorm of each residual block by default (``zero_init_last``, the "bag of tricks" init); that is
+    kept for ``timm:resnet50`` only. Conv weights are He-normal (fan_out) in both, so only that BN differs.
+    """
+    kwargs.setdefault("zero_init_last", False)
     backbone = create("resnet50", pretrained, **kwargs)
     if image_size <= SMALL_IMAGE:
         backbone.model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
