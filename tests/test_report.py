@@ -538,3 +538,16 @@ def test_tsne_legend_runs_head_to_tail():
     counts = [600] * 10 + [50] * 15
     hue, order, _ = _hue(np.array([24, 0, 3]), counts, (100, 20), None)
     assert order == ["many", "medium"] and hue == ["medium", "many", "many"]
+
+
+def test_methods_narrow_a_table_and_name_what_is_missing(records):
+    """``--methods`` keeps only the named methods' rows (keys or printed names, e.g. LDAM-DRW); a method with no
+    completed run is a one-line error that lists what the records hold."""
+    from ltbench.report.table import make_table
+
+    full = make_table(records, metrics="ece")
+    narrowed = make_table(records, metrics="ece", methods="LDAM-DRW,ce")
+    rows = lambda text: [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")][1:]  # noqa: E731
+    assert rows(narrowed) == [r for r in rows(full) if r in ("CE", "LDAM-DRW")] and len(rows(narrowed)) == 2
+    with pytest.raises(ConfigError, match=r"no completed runs of \['bbn'\]; the records hold"):
+        make_table(records, methods="BBN")

@@ -16,8 +16,12 @@ from ltbench.errors import ConfigError
 SUFFIX_FORMATS = {".tex": "latex", ".md": "markdown", ".csv": "csv"}
 
 
+METHODS_HELP = "comma-separated methods to show, as keys or printed names (default: all found)"
+
+
 def add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, sweep directories or folders of them")
+    p.add_argument("--methods", help=METHODS_HELP)
     p.add_argument("--format", help="latex | markdown | csv (default: from --out's suffix, else markdown)")
     p.add_argument("--datasets", help="comma-separated datasets to show (default: all found)")
     p.add_argument("--shots", help="recompute many/few groups with thresholds MANY,FEW (e.g. 500,200)")
@@ -48,6 +52,7 @@ def add_plot_args(p: argparse.ArgumentParser) -> None:
         required=True,
         help="per-class | weight-norms | groups | curves | tsne | confusion | similarity | sweep",
     )
+    p.add_argument("--methods", help=METHODS_HELP)
     p.add_argument("--datasets", help="comma-separated datasets to show (default: all found)")
     p.add_argument("--shots", help="recompute many/few groups with thresholds MANY,FEW")
     p.add_argument("--out", default="figures", help="output directory for PNG + PDF (default: ./figures)")
@@ -72,6 +77,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         metrics=",".join(filter(None, [args.metrics, "best_test" if args.select == "best-test" else None])),
         digits=args.digits,
         source=args.source,
+        methods=args.methods,
     )
     if args.out:
         out = Path(args.out)
@@ -87,6 +93,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from ltbench.report.plot import make_plot
 
     options = {"x": args.x, "classes": args.classes} if args.kind == "sweep" else {}
+    options["methods"] = args.methods
     for path in make_plot(args.runs, args.kind, args.out, datasets=args.datasets, shots=args.shots, **options):
         print(path)
     return 0

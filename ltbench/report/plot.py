@@ -451,9 +451,10 @@ def make_plot(
         close = difflib.get_close_matches(kind, KINDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown plot kind {kind!r}{hint}; choose from {', '.join(KINDS)}")
-    from ltbench.report.table import filter_datasets
+    from ltbench.report.table import filter_datasets, filter_methods
 
     df = filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets)
+    df = filter_methods(df, options.pop("methods", None))
     df = df.assign(
         row=[display_row(row) for row in row_labels(df)]
     )  # as the tables print them (LDAM-DRW, not ldam_drw)

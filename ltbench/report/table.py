@@ -383,6 +383,24 @@ def filter_datasets(df: pd.DataFrame, datasets: str | list[str] | None) -> pd.Da
     return out
 
 
+def filter_methods(df: pd.DataFrame, methods: str | list[str] | None) -> pd.DataFrame:
+    """Only the runs of ``methods`` (registry keys or the names tables print, e.g. ``LDAM-DRW``): one table of a
+    larger sweep, such as a paper's rows out of an every-method grid."""
+    from ltbench.cli.catalog import canonical_method
+
+    wanted = [canonical_method(m.strip()) for m in (methods.split(",") if isinstance(methods, str) else methods or [])]
+    wanted = [m for m in wanted if m]
+    if not wanted:
+        return df
+    have = sorted(df["method"].unique())
+    unknown = [m for m in wanted if m not in have]
+    if unknown:
+        raise ConfigError(f"no completed runs of {unknown}; the records hold {', '.join(have)}")
+    out = df[df["method"].isin(wanted)]
+    out.attrs = dict(df.attrs)
+    return out
+
+
 def make_table(
     paths: PathsLike,
     fmt: str = "markdown",
@@ -392,17 +410,19 @@ def make_table(
     metrics: str | tuple[str, ...] | None = None,
     digits: int = 1,
     source: str | None = None,
+    methods: str | list[str] | None = None,
 ) -> str:
     """The whole pipeline behind ``ltbench table``: load, filter, regroup, aggregate, join, render.
 
-    ``published``: False, True (results/published.csv) or a CSV path; ``source`` narrows its sources.
+    ``published``: False, True (results/published.csv) or a CSV path; ``source`` narrows its sources;
+    ``methods``: only these methods' runs.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if not 0 <= digits <= 6:
         raise ConfigError(f"--digits must be between 0 and 6, got {digits}")
     cols = _metric_list(metrics)
-    df = filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets)
+    df = filter_methods(filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets), methods)
     mixed = code_versions(df)
     if mixed:
         from ltbench.train.progress import console
