@@ -517,3 +517,52 @@ def test_contrastive_model_is_a_classifier():
     assert isinstance(model, ContrastiveModel) and model.queue is None and model.key_encoder is None
     model.eval()
     assert model(torch.randn(2, 3, 4, 4)).shape == (2, 3)  # cosine head on the backbone features
+
+
+# ------------------------------------------------------------------------------------------------ stage 2 schedule
+def _classifier_lr(name: str, epochs: list[int], **cfg) -> list[float]:
+    """lr of the resolved classifier stage at the start of each 0-based epoch (trainer's lr_factor)."""
+    from ltbench.registry import METHODS
+    from ltbench.resolve import resolve
+    from ltbench.train.optim import lr_factor
+
+    cls = METHODS.get(name)
+    hp = resolve(RunConfig(method=name, dataset=cfg.pop("dataset", "cifar10_lt"), **cfg), cls).hp
+    info = DataInfo(num_classes=10, class_counts=CIFAR10_LT, image_size=32, dataset="cifar10_lt")
+    stage = cls(hp, info).stages()[1]
+    assert stage.name == "classifier"
+    return [stage.lr * lr_factor(stage, e, 0, 10) for e in epochs]
+
+
+@pytest.mark.parametrize("name", ["kcl", "tsc"])
+def test_kcl_tsc_classifier_schedule_is_the_tsc_supplementary_by_default(name):
+    """TSC supp. Appendix A: lr 0.1, ×0.1 at epochs 140, 180 and 190, no warm-up stated (the KCL/TSC CIFAR runs);
+    --set ft_schedule=sbcl_code: SBCL's code, 5-epoch warm-up (lr·e/5), ×0.1 at 140, ×0.01 at 180 (§6.3)."""
+    epochs = [0, 4, 139, 140, 179, 180, 189, 190, 199]
+    supp = _classifier_lr(name, epochs)
+    assert supp == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
+    sbcl = _classifier_lr(name, epochs, hparams={"ft_schedule": "sbcl_code"})
+    assert sbcl == pytest.approx([0.02, 0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-3, 1e-3])
+    # --preset quick scales the drops with the 20-epoch stage: 14, 18, 19
+    quick = _classifier_lr(name, [13, 14, 17, 18, 19], preset=("quick",))
+    assert quick == pytest.approx([0.1, 0.01, 0.01, 1e-3, 1e-4])
+    # ImageNet-LT (TSC supp.): lr 10, ×0.1 at 20 and 30, no third drop
+    imnet = _classifier_lr(name, [0, 19, 20, 29, 30, 39], dataset="imagenet_lt", preset=("imagenet_lt",))
+    assert imnet == pytest.approx([10, 10, 1, 1, 0.1, 0.1])
+
+
+def test_sbcl_classifier_schedule_stays_its_code():
+    assert _classifier_lr("sbcl", [0, 4, 140, 180, 199]) == pytest.approx([0.02, 0.1, 0.01, 1e-3, 1e-3])
+    tsc_supp = _classifier_lr("sbcl", [0, 190], hparams={"ft_schedule": "tsc_supp"})
+    assert tsc_supp == pytest.approx([0.1, 1e-4])
+
+
+def test_runs_recorded_before_the_schedule_choice_rebuild_with_the_sbcl_schedule():
+    """config.json of an older run has no ft_schedule / ft_drop_3 / variant: it ran SBCL's schedule (and TSC the
+    paper's formula); ltbench.restore rebuilds such runs from those hparams."""
+    from ltbench.methods.contrastive.common import classifier_schedule
+
+    old = {k: v.default for k, v in TSC.hparams.items() if k not in ("ft_schedule", "ft_drop_3", "variant")}
+    assert classifier_schedule(old) == (5, ((140, 0.1), (180, 0.01)))
+    info = DataInfo(num_classes=3, class_counts=[6, 4, 2], image_size=4, dataset="toy")
+    assert TSC(old, info).variant == "paper"
