@@ -19,6 +19,7 @@ from ltbench.losses.contrastive import (
     sbcl_loss,
     supcon_masks,
     targeted_contrastive_loss,
+    targets_as_samples,
 )
 from ltbench.method import DataInfo
 from ltbench.methods.contrastive.common import ContrastiveModel
@@ -32,7 +33,7 @@ from ltbench.methods.contrastive.tsc import (
     uniformity_energy,
     update_centroids,
 )
-from ltbench.records import log_entries
+from ltbench.records import log_entries, read_json
 from ltbench.run import execute
 
 CIFAR10_LT = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
@@ -172,7 +173,7 @@ def test_kcl_positives_reach_the_loss_and_are_recorded(monkeypatch):
         method, model = tiny_method(KCL, k=2, queue_size=8, **hp)
         method.contrastive_step(model, two_view_batch([0, 1, 0, 2, 1]), epoch=0)
     assert seen == ["topk", "random"]
-    assert tiny_method(TSC, k=2, queue_size=8)[0].queue_positives == "random"
+    assert tiny_method(TSC, k=2, queue_size=8, variant="code_imagenet")[0].queue_positives == "random"
 
 
 # ------------------------------------------------------------------------------------------------ TSC
@@ -229,8 +230,110 @@ def test_tsc_loss_by_hand():
     assert float(got) == pytest.approx(sum(per) / 4, rel=1e-5)
 
 
+# 3 images x 2 views (rows [view1; view2]), classes [0, 0, 1]; two targets in R^3 (written out, normalised)
+Z3 = [[1.0, 0.2, 0.1], [0.8, 0.5, -0.2], [-0.3, 1.0, 0.4], [0.9, 0.1, 0.3], [0.6, 0.7, 0.0], [-0.5, 0.8, 0.2]]
+U3 = [[1.0, 0.0, 0.0], [-0.5, 0.866, 0.0]]
+
+
+def _hand_tsc(z, u, labels, tau, lam, variant):
+    """ℓ_i from the formulas of docs/methods.md §7.3, all class-mates positive (k large), target c*_i = u[y_i]."""
+    n = len(z)
+    lab = labels * 2
+
+    def e(a, b):
+        return math.exp(sum(x * y for x, y in zip(a, b)) / tau)
+
+    per = []
+    for i in range(n):
+        d = sum(e(z[i], z[a]) for a in range(n) if a != i) + sum(e(z[i], t) for t in u)
+        pos = [p for p in range(n) if p != i and lab[p] == lab[i]]
+        pull = -sum(math.log(e(z[i], z[p]) / d) for p in pos)
+        target = -math.log(e(z[i], u[lab[i]]) / d)
+        if variant == "paper":
+            per.append(pull / len(pos) + lam * target)
+        else:  # code_imagenet: (pull + λ·target) / (|P_i| + 1)
+            per.append((pull + lam * target) / (len(pos) + 1))
+    return sum(per) / n
+
+
+@pytest.mark.parametrize("variant", ["paper", "code_imagenet"])
+def test_tsc_explicit_target_variants_by_hand(variant):
+    z, u = F.normalize(torch.tensor(Z3), dim=1), F.normalize(torch.tensor(U3), dim=1)
+    labels, tau, lam = torch.tensor([0, 0, 1]), 0.5, 0.2
+    pos, den = kcl_masks(labels, k=100)
+    index = labels.repeat(2)
+    got = targeted_contrastive_loss(z, z, pos, den, u, index, tau, lam, variant)
+    want = _hand_tsc(z.tolist(), u.tolist(), [0, 0, 1], tau, lam, variant)
+    assert float(got) == pytest.approx(want, rel=1e-5)
+
+
+def test_tsc_imagenet_code_is_the_paper_with_weight_lambda_over_k_plus_1():
+    """Where every anchor has |P_i| = k + 1 positives, the release's ℓ = (k+1)/(k+2) · paper ℓ with λ/(k+1): at
+    k = 6 its target weight relative to the pull is 0.2/7 ≈ 0.029, 7x weaker than the paper's 0.2 (§7.3)."""
+    z, u = F.normalize(torch.tensor(Z3[:2] + Z3[3:5]), dim=1), F.normalize(torch.tensor(U3), dim=1)
+    labels = torch.tensor([0, 0])  # 2 images of class 0: |P_i| = 3 = k + 1 with k = 2
+    pos, den = kcl_masks(labels, k=2)
+    args = (z, z, pos, den, u, torch.zeros(4, dtype=torch.long), 0.5)
+    code = targeted_contrastive_loss(*args, 0.2, "code_imagenet")
+    paper = targeted_contrastive_loss(*args, 0.2 / 3, "paper")
+    assert float(code) == pytest.approx(3 / 4 * float(paper), rel=1e-6)
+    with pytest.raises(ValueError):
+        targeted_contrastive_loss(*args, 0.2, "code_cifar")  # no explicit target term: targets_as_samples
+
+
+def test_tsc_cifar_release_targets_as_samples_by_hand():
+    """code_cifar: each target ``repeat`` times per view as a fake image of its class; plain KCL over all rows,
+    every row (target copies too) an anchor; no λ (cifar_dirty/main_supcon_imba.py + tsc_cifar_loss.py)."""
+    z, u = F.normalize(torch.tensor(Z3), dim=1), F.normalize(torch.tensor(U3), dim=1)
+    rows, labels = targets_as_samples(z, torch.tensor([0, 0, 1]), u, repeat=2)
+    # [img0, img1, img2, u0, u0, u1, u1] per view, labelled by class
+    want_rows = [z[0], z[1], z[2], u[0], u[0], u[1], u[1], z[3], z[4], z[5], u[0], u[0], u[1], u[1]]
+    assert torch.equal(rows, torch.stack(want_rows)) and labels.tolist() == [0, 0, 1, 0, 0, 1, 1]
+    tau, lab = 0.5, labels.tolist() * 2
+    r = [list(map(float, row)) for row in want_rows]
+
+    def e(a, b):
+        return math.exp(sum(x * y for x, y in zip(a, b)) / tau)
+
+    per = []
+    for i in range(14):
+        d = sum(e(r[i], r[a]) for a in range(14) if a != i)
+        pos = [p for p in range(14) if p != i and lab[p] == lab[i]]
+        per.append(-sum(math.log(e(r[i], r[p]) / d) for p in pos) / len(pos))
+    pos, den = kcl_masks(labels, k=100)  # k large: every same-class row, real or target copy
+    assert float(contrastive_loss(rows, rows, pos, den, tau)) == pytest.approx(sum(per) / 14, rel=1e-5)
+    pos1, _ = kcl_masks(labels, k=1)  # k = 1: the twin and one more same-class row (image or target copy)
+    assert (pos1.sum(1) == 2).all() and all(bool(pos1[i, (i + 7) % 14]) for i in range(14))
+
+
+def test_tsc_variant_is_resolved_recorded_and_checked():
+    from ltbench.errors import ConfigError
+    from ltbench.resolve import resolve
+
+    def hp(**kw):
+        return resolve(RunConfig(method="tsc", dataset=kw.pop("dataset", "cifar10_lt"), **kw), TSC).hp
+
+    assert hp()["variant"] == "code_cifar" and hp()["target_repeat"] == 25
+    assert hp(dataset="imagenet_lt", preset=("imagenet_lt",))["variant"] == "code_imagenet"
+    assert hp(hparams={"variant": "paper"})["variant"] == "paper"
+    with pytest.raises(ConfigError):
+        hp(hparams={"variant": "code"})
+    with pytest.raises(ConfigError):  # the CIFAR release is in-batch: no queue
+        tiny_method(TSC, queue_size=8, variant="code_cifar")
+
+
+def test_tsc_code_cifar_step_uses_fixed_targets_and_no_matching():
+    method, model = tiny_method(TSC, kcl_epochs=0, k=2)
+    assert method.variant == "code_cifar"
+    method.targets, method.centroids = simplex_targets(3, 4), torch.zeros(3, 4)
+    loss = method.contrastive_step(model, two_view_batch([0, 1, 2, 0]), epoch=0)["loss"]
+    assert torch.isfinite(loss) and method.assignment is None and torch.equal(method.centroids, torch.zeros(3, 4))
+    loss.backward()
+    assert model.projector.net[0].weight.grad is not None
+
+
 def test_tsc_state_round_trip():
-    method, model = tiny_method(TSC, kcl_epochs=0)
+    method, model = tiny_method(TSC, kcl_epochs=0, variant="paper")  # the matching variants keep an assignment
     method.targets, method.centroids = simplex_targets(3, 4), torch.zeros(3, 4)
     loss = method.contrastive_step(model, two_view_batch([0, 1, 2, 0]), epoch=0)["loss"]
     assert torch.isfinite(loss) and method.assignment is not None
@@ -341,7 +444,9 @@ def test_sbcl_warmup_scale(scale, factor):
     [
         ("kcl", {}),
         ("kcl", {"queue_size": 64, "momentum": 0.99}),
-        ("tsc", {"kcl_epochs": 0}),  # targets active from the first epoch
+        ("tsc", {"kcl_epochs": 0}),  # targets active from the first epoch; code_cifar
+        ("tsc", {"kcl_epochs": 0, "variant": "paper"}),
+        ("tsc", {"kcl_epochs": 0, "variant": "code_imagenet"}),
         ("sbcl", {"supcon_epochs": 0}),  # clustering before the first epoch
     ],
 )
@@ -362,8 +467,10 @@ def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
     assert [e["stage_name"] for e in log] == ["contrastive", "classifier"]
     assert all(math.isfinite(e["loss"]) for e in log)
     blob = torch.load(cfg.run_dir / "ckpt.pt", weights_only=False)
-    if method == "tsc":
-        assert blob["method"]["assignment"] is not None and "tsc_targets" in rec["extras"]
+    if method == "tsc":  # the variant that ran is in the resolved hparams of config.json; only code_cifar never matches
+        variant = hparams.get("variant", "code_cifar")
+        assert read_json(cfg.run_dir / "config.json")["resolved"]["hp"]["variant"] == variant
+        assert (blob["method"]["assignment"] is None) == (variant == "code_cifar") and "tsc_targets" in rec["extras"]
     if method == "sbcl":
         assert rec["extras"]["sbcl_warmup"] == {"scale": "code", "factor": 1.0}
         assert blob["method"]["subclasses"].shape == (sum(rec["data"]["class_counts"]),)
@@ -410,3 +517,52 @@ def test_contrastive_model_is_a_classifier():
     assert isinstance(model, ContrastiveModel) and model.queue is None and model.key_encoder is None
     model.eval()
     assert model(torch.randn(2, 3, 4, 4)).shape == (2, 3)  # cosine head on the backbone features
+
+
+# ------------------------------------------------------------------------------------------------ stage 2 schedule
+def _classifier_lr(name: str, epochs: list[int], **cfg) -> list[float]:
+    """lr of the resolved classifier stage at the start of each 0-based epoch (trainer's lr_factor)."""
+    from ltbench.registry import METHODS
+    from ltbench.resolve import resolve
+    from ltbench.train.optim import lr_factor
+
+    cls = METHODS.get(name)
+    hp = resolve(RunConfig(method=name, dataset=cfg.pop("dataset", "cifar10_lt"), **cfg), cls).hp
+    info = DataInfo(num_classes=10, class_counts=CIFAR10_LT, image_size=32, dataset="cifar10_lt")
+    stage = cls(hp, info).stages()[1]
+    assert stage.name == "classifier"
+    return [stage.lr * lr_factor(stage, e, 0, 10) for e in epochs]
+
+
+@pytest.mark.parametrize("name", ["kcl", "tsc"])
+def test_kcl_tsc_classifier_schedule_is_the_tsc_supplementary_by_default(name):
+    """TSC supp. Appendix A: lr 0.1, ×0.1 at epochs 140, 180 and 190, no warm-up stated (the KCL/TSC CIFAR runs);
+    --set ft_schedule=sbcl_code: SBCL's code, 5-epoch warm-up (lr·e/5), ×0.1 at 140, ×0.01 at 180 (§6.3)."""
+    epochs = [0, 4, 139, 140, 179, 180, 189, 190, 199]
+    supp = _classifier_lr(name, epochs)
+    assert supp == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
+    sbcl = _classifier_lr(name, epochs, hparams={"ft_schedule": "sbcl_code"})
+    assert sbcl == pytest.approx([0.02, 0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3, 1e-3, 1e-3])
+    # --preset quick scales the drops with the 20-epoch stage: 14, 18, 19
+    quick = _classifier_lr(name, [13, 14, 17, 18, 19], preset=("quick",))
+    assert quick == pytest.approx([0.1, 0.01, 0.01, 1e-3, 1e-4])
+    # ImageNet-LT (TSC supp.): lr 10, ×0.1 at 20 and 30, no third drop
+    imnet = _classifier_lr(name, [0, 19, 20, 29, 30, 39], dataset="imagenet_lt", preset=("imagenet_lt",))
+    assert imnet == pytest.approx([10, 10, 1, 1, 0.1, 0.1])
+
+
+def test_sbcl_classifier_schedule_stays_its_code():
+    assert _classifier_lr("sbcl", [0, 4, 140, 180, 199]) == pytest.approx([0.02, 0.1, 0.01, 1e-3, 1e-3])
+    tsc_supp = _classifier_lr("sbcl", [0, 190], hparams={"ft_schedule": "tsc_supp"})
+    assert tsc_supp == pytest.approx([0.1, 1e-4])
+
+
+def test_runs_recorded_before_the_schedule_choice_rebuild_with_the_sbcl_schedule():
+    """config.json of an older run has no ft_schedule / ft_drop_3 / variant: it ran SBCL's schedule (and TSC the
+    paper's formula); ltbench.restore rebuilds such runs from those hparams."""
+    from ltbench.methods.contrastive.common import classifier_schedule
+
+    old = {k: v.default for k, v in TSC.hparams.items() if k not in ("ft_schedule", "ft_drop_3", "variant")}
+    assert classifier_schedule(old) == (5, ((140, 0.1), (180, 0.01)))
+    info = DataInfo(num_classes=3, class_counts=[6, 4, 2], image_size=4, dataset="toy")
+    assert TSC(old, info).variant == "paper"

@@ -68,12 +68,13 @@ def _audited_run(method: str, tmp_path, hparams: dict, **run) -> SyncAudit:
     return audit
 
 
-def audit_method(method: str, tmp_path, **run) -> SyncAudit:
-    """Run ``method`` for two short epochs per stage under the audit (``run``: RunConfig fields, e.g. cuda) and
-    fail on any host sync outside the method's declared ``step_syncs``."""
+def audit_method(method: str, tmp_path, extra_hp: dict | None = None, **run) -> SyncAudit:
+    """Run ``method`` for two short epochs per stage under the audit (``run``: RunConfig fields, e.g. cuda;
+    ``extra_hp``: hparams on top) and fail on any host sync outside the method's declared ``step_syncs``."""
     hp = {k: 2 if k.endswith("epochs") else v for k, v in _fast_overrides(method).items()}
     if method == "tsc":
-        hp["kcl_epochs"] = 0  # reach the target phase (Hungarian assignment) in the one short epoch
+        hp["kcl_epochs"] = 0  # reach the target phase in the one short epoch
+    hp.update(extra_hp or {})
     if method == "otmix":  # mix every batch of the audited epoch, in OT mode (the Sinkhorn pairing)
         hp.update(mix_after=0, mix_before_end=0, ot_power=0.0, mix_prob=1.0)
     audit = _audited_run(method, tmp_path, hp, **run)
@@ -88,6 +89,14 @@ def audit_method(method: str, tmp_path, **run) -> SyncAudit:
 @pytest.mark.parametrize("method", METHODS.names())
 def test_the_step_loop_has_no_host_sync(method, tmp_path):
     audit_method(method, tmp_path)
+
+
+@pytest.mark.parametrize("variant", ["paper", "code_imagenet"])
+def test_tsc_matching_variants_sync_only_for_the_assignment(variant, tmp_path):
+    """The default TSC variant (code_cifar) has no matching; the two that match solve the Hungarian assignment on
+    the host, the one sync TSC declares."""
+    audit = audit_method("tsc", tmp_path, extra_hp={"variant": variant})
+    assert any("hungarian_assignment" in site for _, site in audit.counts)
 
 
 def test_the_audit_sees_every_kind_of_sync():

@@ -24,6 +24,7 @@ from ltbench.losses.contrastive import (
     sbcl_masks,
     supcon_masks,
     targeted_contrastive_loss,
+    targets_as_samples,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "sbcl_masks",
     "supcon_masks",
     "targeted_contrastive_loss",
+    "targets_as_samples",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "sbcl_masks",
     "supcon_masks",
     "targeted_contrastive_loss",
+    "targets_as_samples",
 ]
 
 
@@ -183,6 +184,9 @@ def kcl_queue_masks(
     return pos, torch.cat([own, torch.ones_like(same)], dim=1)
 
 
+TSC_VARIANTS = ("paper", "code_cifar", "code_imagenet")
+
+
 def targeted_contrastive_loss(
     anchors: Tensor,
     contrast: Tensor,
@@ -192,23 +196,65 @@ def targeted_contrastive_loss(
     target_index: Tensor,
     temperature: float,
     weight: float = 0.2,
+    variant: str = "paper",
 ) -> Tensor:
-    """TSC loss (Li et al., CVPR 2022; docs/methods.md §7, TSC supp. eq.), mean over anchors.
+    """TSC loss with an explicit target term (Li et al., CVPR 2022; docs/methods.md §7.3), mean over anchors.
 
-    ℓ_i = −(1/|P_i|) Σ_{p∈P_i} log[e^{s_ip/τ} / D_i] − λ·log[e^{ẑ_i·c*_i/τ} / D_i] with
-    D_i = Σ_{a∈A_i} e^{s_ia/τ} + Σ_{u∈U} e^{ẑ_i·u/τ}: **all** C targets U enter every denominator, so each
-    anchor is also pushed away from the other classes' targets. ``targets`` (C × d, unit rows) are appended
-    to the contrast set; ``target_index`` (M,) is the column of anchor i's assigned target c*_i. P_i, A_i
-    are the KCL masks (in-batch or queue). An anchor without positives keeps only its target term.
+    Both forms share D_i = Σ_{a∈A_i} e^{s_ia/τ} + Σ_{u∈U} e^{ẑ_i·u/τ}: **all** C targets U enter every
+    denominator, so each anchor is also pushed away from the other classes' targets. ``targets`` (C × d, unit
+    rows) are appended to the contrast set; ``target_index`` (M,) is the column of anchor i's assigned target
+    c*_i; P_i, A_i are the KCL masks (in-batch or queue). With L_i = −Σ_{p∈P_i} log[e^{s_ip/τ}/D_i] and
+    T_i = −log[e^{ẑ_i·c*_i/τ}/D_i]:
+
+    - ``"paper"`` (TSC supp. eq.): ℓ_i = L_i/|P_i| + λ·T_i;
+    - ``"code_imagenet"`` (LTH14/targeted-supcon ``moco/builder.py``, ``KCL.forward`` with ``--sep_t``): ℓ_i =
+      (L_i + λ·T_i)/(|P_i| + 1) — the target is counted as one more positive in the normaliser
+      (``mask_pos_view.sum(1)``), so relative to the pull its weight is λ/|P_i| = λ/(k+1), not λ.
+
+    An anchor without positives keeps only its (normalised) target term. The CIFAR release has no target term
+    of its own (:func:`targets_as_samples`).
     """
+    if variant not in ("paper", "code_imagenet"):
+        raise ValueError(f"variant must be 'paper' or 'code_imagenet' here, got {variant!r}")
     m, k = pos_mask.shape
     pos = pos_mask.bool()
     full = torch.cat([contrast.float(), targets.to(contrast.device, torch.float32)])
     every_target = torch.ones(m, targets.shape[0], dtype=torch.bool, device=pos.device)
     log_prob = contrastive_log_prob(anchors, full, torch.cat([denom_mask.bool() | pos, every_target], 1), temperature)
-    pair_term = -torch.where(pos, log_prob[:, :k], 0.0).sum(1) / pos.sum(1).clamp_min(1)
+    pull = -torch.where(pos, log_prob[:, :k], 0.0).sum(1)
     target_term = -log_prob[:, k:].gather(1, target_index.reshape(-1, 1).to(pos.device)).squeeze(1)
-    return (pair_term + weight * target_term).mean()
+    n_pos = pos.sum(1)
+    if variant == "paper":
+        return (pull / n_pos.clamp_min(1) + weight * target_term).mean()
+    return ((pull + weight * target_term) / (n_pos + 1)).mean()
+
+
+def targets_as_samples(
+    z: Tensor,
+    labels: Tensor,
+    targets: Tensor,
+    repeat: int,
+    target_labels: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """TSC's CIFAR release: the targets enter the batch as fake images, (rows, labels) for :func:`kcl_masks`.
+
+    LTH14/targeted-supcon ``cifar_dirty/main_supcon_imba.py`` (commit c4f15eb, ``--use_target``) appends every
+    target ``repeat`` times (``--target_repeat`` 25) to each view, labelled with its class (``label_order``: a
+    fixed class → target order, no matching), and runs the plain KCL loss of ``cifar_dirty/tsc_cifar_loss.py``
+    on the enlarged batch. Target copy j is a "two-view image" whose views are identical: it is an anchor
+    too, its twin is a positive, and the k sampled positives of a real anchor are drawn from its class-mates
+    and its class's 2·``repeat`` target copies alike. There is no λ: ``repeat`` sets the targets' weight.
+
+    ``z`` holds V·B rows laid out [view1; view2; ...] (the module convention); returns V·(B + R·C) rows laid
+    out [view1; T; view2; T; ...] and the B + R·C labels, so :func:`kcl_masks` treats each copy as an image.
+    ``target_labels[c]`` is the class of target c (default: c, the release's order on CIFAR-100).
+    """
+    b = labels.numel()
+    if target_labels is None:
+        target_labels = torch.arange(targets.shape[0], device=labels.device)
+    fake = targets.to(z.device, torch.float32).repeat_interleave(repeat, dim=0)
+    rows = torch.cat([part for view in z.float().split(b) for part in (view, fake)])
+    return rows, torch.cat([labels, target_labels.to(labels.device).repeat_interleave(repeat)])
 
 
 def sbcl_masks(labels: Tensor, subclasses: Tensor, views: int = 2) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ltbench.losses.contrastive import contrastive_loss, sbcl_loss, supcon_masks
 from ltbench.method import HP
-from ltbench.methods.contrastive.common import IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
+from ltbench.methods.contrastive.common import FT_SCHEDULES, IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
 from ltbench.registry import METHODS
 
 SBCL_HP = {
@@ -38,6 +38,12 @@ SBCL_HP = {
     "kmeans_iters": HP(35, "SBCL code: k-means ≤ 35 iterations (§8)"),
     "kmeans_tol": HP(1e-3, "SBCL code: k-means tolerance 1e-3 (§8)"),
     "final_lr_factor": HP(1e-4, "SBCL code: cosine to lr·1e-4 (§8)"),
+    # SBCL's numbers came from its own code's classifier schedule; 'tsc_supp' stays selectable (§6.3)
+    "ft_schedule": HP(
+        "sbcl_code",
+        "SBCL code: 5-epoch warm-up, ×0.1 at 140, ×0.01 at 180 (§8); 'tsc_supp' = TSC supp. (§6.3)",
+        choices=FT_SCHEDULES,
+    ),
 }
 
 

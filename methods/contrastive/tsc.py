@@ -4,6 +4,11 @@ C target points spread uniformly on the unit hypersphere are assigned to the cla
 matching of EMA class centroids to targets, every iteration) and a λ-weighted term pulls each sample
 towards its class's target, so tail classes also get well-separated regions. The rest is KCL (§6): same
 masks, same recipe, plain KCL during a warm-up (the first half of stage 1), same stage 2.
+
+The paper's formula and the authors' two releases differ (§7.3), so ``variant`` picks one: ``paper`` (the
+supplementary's equation), ``code_cifar`` (the CIFAR release: targets as 25 fake samples per view, fixed
+class → target order, no λ, no matching) or ``code_imagenet`` (the ImageNet release: target term divided by
+|P_i| + 1 together with the pull).
 """
 
 from __future__ import annotations
@@ -14,14 +19,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ltbench.losses.contrastive import contrastive_loss, targeted_contrastive_loss
+from ltbench.errors import ConfigError
+from ltbench.losses.contrastive import (
+    TSC_VARIANTS,
+    contrastive_loss,
+    kcl_masks,
+    targeted_contrastive_loss,
+    targets_as_samples,
+)
 from ltbench.method import HP
 from ltbench.methods.contrastive.common import IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
 from ltbench.methods.contrastive.kcl import KCL_HP
 from ltbench.registry import METHODS
 
 TSC_HP = {
-    "lam": HP(0.2, "TSC paper: λ = 0.2, robust on 0.1–0.5 (§7)", range=("uniform", 0.05, 1.0)),
+    # Which formula (docs/methods.md §7.3). The CIFAR numbers (79.7 / 43.8) came, as far as can be told, from the
+    # CIFAR release: the authors point CIFAR users to it (LTH14/targeted-supcon issue #11: SupContrast with
+    # tsc_cifar_loss.py) and released their script, cifar_dirty/main_supcon_imba.py (commit c4f15eb). The
+    # ImageNet-LT numbers came from moco/builder.py (README command, --tw 0.2; issue #12: "follow the code").
+    "variant": HP(
+        "code_cifar",
+        "TSC CIFAR release cifar_dirty/ (c4f15eb), the authors' CIFAR code (issue #11); 'paper' = supp. eq.; "
+        "'code_imagenet' = moco/builder.py (§7.3)",
+        choices=TSC_VARIANTS,
+    ),
+    "target_repeat": HP(25, "TSC CIFAR release main_supcon_imba.py --target_repeat 25 (code_cifar only, §7.3)"),
+    "lam": HP(
+        0.2,
+        "TSC paper: λ = 0.2, robust on 0.1–0.5; the ImageNet code's --tw 0.2 (§7); code_cifar has none",
+        range=("uniform", 0.05, 1.0),
+    ),
     # CIFAR warm-up length unstated; ImageNet-LT: 200 KCL + 200 TSC epochs, i.e. half (§7, §12 item 3)
     "kcl_epochs": HP(500, "PROPOSAL §7: plain KCL for the first 500 of 1000 epochs", epoch=True),
     # Each assignment solves a C x C problem on the host (scipy), a device -> host copy that stalls a GPU step;
@@ -113,7 +140,8 @@ def update_centroids(centroids: Tensor, z: Tensor, labels: Tensor, momentum: flo
 
 @METHODS.register("tsc")
 class TSC(ContrastiveTwoStage):
-    """KCL + a λ-weighted pull towards per-class targets on the hypersphere (Hungarian-assigned online)."""
+    """KCL + a pull towards per-class targets on the hypersphere: the paper's λ-weighted term or the ImageNet
+    release's (Hungarian-assigned online), or the CIFAR release's targets-as-samples (fixed order); ``variant``."""
 
     display_name = "TSC"
 
@@ -121,14 +149,23 @@ class TSC(ContrastiveTwoStage):
     hparams = {**ContrastiveTwoStage.hparams, **KCL_HP, **TSC_HP, **QUEUE_HP}
     # ImageNet-LT: 200 KCL epochs then 200 TSC epochs (TSC paper, warm-up ablation; docs/methods.md §7), not
     # KCL's 200-epoch recipe with the CIFAR warm-up of 500, which never leaves the warm-up
-    presets = {"imagenet_lt": {**IMAGENET_PRESET, "epochs": 400, "kcl_epochs": 200}}
+    # ... and the ImageNet release's loss (moco/builder.py, the README's --tw 0.2 command; §7.3)
+    presets = {"imagenet_lt": {**IMAGENET_PRESET, "epochs": 400, "kcl_epochs": 200, "variant": "code_imagenet"}}
     step_syncs = {
         **ContrastiveTwoStage.step_syncs,
-        "hungarian_assignment": "the C x C assignment is solved on the host every `assign_every` steps",
+        "hungarian_assignment": "paper/code_imagenet: the C x C assignment is solved on the host every "
+        "`assign_every` steps",
     }
 
     def __init__(self, hp, info) -> None:
         super().__init__(hp, info)
+        # absent in runs recorded before the choice existed: they ran the paper's formula
+        self.variant = hp.get("variant", "paper")
+        if self.variant == "code_cifar" and hp.get("queue_size", 0) > 0:
+            raise ConfigError(
+                "tsc variant=code_cifar is the in-batch CIFAR release (targets as fake batch samples); with a "
+                "queue (queue_size > 0) use variant=code_imagenet or paper"
+            )
         self.targets: Tensor | None = None
         self.centroids: Tensor | None = None
         self.assignment: Tensor | None = None
@@ -144,17 +181,35 @@ class TSC(ContrastiveTwoStage):
             ctx.record("tsc_targets", {"max_cos": float(off.max()), "mean_cos": float(off.mean())})
 
     def contrastive_step(self, model, batch, epoch) -> dict:
+        warm_up = epoch < self.hp["kcl_epochs"]  # plain KCL first, every variant (§7.3)
+        if self.variant == "code_cifar" and not warm_up:
+            return {"loss": self.code_cifar_loss(model, batch)}
         anchors, labels, contrast, pos, den = self.kcl_contrast(model, batch)
         tau = self.hp["temperature"]
-        self.centroids = update_centroids(self.centroids, anchors, labels, self.hp["centroid_momentum"])
-        if epoch < self.hp["kcl_epochs"]:  # warm-up: plain KCL, centroids already tracked
+        if self.variant != "code_cifar":  # the matching variants track centroids during the warm-up too
+            self.centroids = update_centroids(self.centroids, anchors, labels, self.hp["centroid_momentum"])
+        if warm_up:
             return {"loss": contrastive_loss(anchors, contrast, pos, den, tau)}
         self.steps += 1
         if self.assignment is None or (self.steps - 1) % self.hp["assign_every"] == 0:
             self.assignment = hungarian_assignment(self.centroids, self.targets)
         index = self.assignment[labels]
-        loss = targeted_contrastive_loss(anchors, contrast, pos, den, self.targets, index, tau, self.hp["lam"])
+        lam = self.hp["lam"]
+        loss = targeted_contrastive_loss(anchors, contrast, pos, den, self.targets, index, tau, lam, self.variant)
         return {"loss": loss}
+
+    def code_cifar_loss(self, model, batch) -> Tensor:
+        """The CIFAR release's loss: KCL on the batch enlarged by ``target_repeat`` copies of every target per view.
+
+        Class y owns target y for the whole run (cifar_dirty/main_supcon_imba.py, c4f15eb: ``label_order`` is
+        ``range(100)`` on CIFAR-100; its CIFAR-10 permutation belongs to its own, unreleased target file, and for
+        a regular simplex every order is equivalent). No centroids, no matching; τ/τ_base = 1 (both 0.07).
+        """
+        v1, v2 = batch["x"]
+        z = model.embed(torch.cat([v1, v2]))
+        rows, labels = targets_as_samples(z, batch["y"], self.targets, self.hp["target_repeat"])
+        pos, den = kcl_masks(labels, self.hp["k"])
+        return contrastive_loss(rows, rows, pos, den, self.hp["temperature"])
 
     def state_dict(self) -> dict:
         return {
