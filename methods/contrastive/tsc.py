@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ltbench.distributed.gather import gather_rows
 from ltbench.losses.contrastive import contrastive_loss, targeted_contrastive_loss
 from ltbench.method import HP
 from ltbench.methods.contrastive.common import IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
@@ -146,7 +147,9 @@ class TSC(ContrastiveTwoStage):
     def contrastive_step(self, model, batch, epoch) -> dict:
         anchors, labels, contrast, pos, den = self.kcl_contrast(model, batch)
         tau = self.hp["temperature"]
-        self.centroids = update_centroids(self.centroids, anchors, labels, self.hp["centroid_momentum"])
+        # centroid statistics of the global batch (in-batch anchors are gathered already; queue anchors are local)
+        seen, seen_labels = (anchors, labels) if model.queue is None else (gather_rows(anchors), gather_rows(labels))
+        self.centroids = update_centroids(self.centroids, seen, seen_labels, self.hp["centroid_momentum"])
         if epoch < self.hp["kcl_epochs"]:  # warm-up: plain KCL, centroids already tracked
             return {"loss": contrastive_loss(anchors, contrast, pos, den, tau)}
         self.steps += 1
