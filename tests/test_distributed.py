@@ -227,10 +227,13 @@ CE_ARGS = ["run", "--method", "ce", "--epochs", "30", "--precision", "fp32", "--
 CE_TOLERANCE = 0.15  # overall accuracy; single-process seeds 0/1/2 at this budget give 0.35 / 0.37 / 0.53
 
 
-def ltbench(args: list[str], out: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+def ltbench(args: list[str], out: Path, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env}
     return subprocess.run(
-        [sys.executable, "-m", "ltbench", *args, "--out", str(out)], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "ltbench", *args, *(["--out", str(out)] if args[0] != "bench" else [])],
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -279,3 +282,63 @@ def test_sync_bn_is_refused_on_cpu_processes_and_kept_out_of_default_run_ids():
         convert_sync_bn(model, torch.device("cpu"), 2)
     converted = convert_sync_bn(model, torch.device("cpu"), 1)  # one process: BatchNorm's arithmetic, same keys
     assert isinstance(converted[1], nn.SyncBatchNorm) and converted.state_dict().keys() == model.state_dict().keys()
+
+
+def test_a_sweep_preset_with_two_tasks_trains_one_run_on_two_processes(tmp_path):
+    """``tasks_per_node = 2`` (as the gpu4 / gpu8_imagenet presets): submitit starts 2 tasks of the same job, each joins
+    the process group from the job environment (TorchDistributedEnvironment); one run, one record, world size 2.
+    The local executor runs the same task code as SLURM does."""
+    presets = tmp_path / "presets.toml"
+    presets.write_text("[cpu2]\ntasks_per_node = 2\ntimeout_min = 10\n")
+    args = ["sweep", "--methods", "ce", "--datasets", "digits_lt", "--epochs", "2", "--threads", "1"]
+    proc = ltbench([*args, "--launcher", "local", "--preset", "cpu2", "--wait"], tmp_path, LTBENCH_PRESETS=str(presets))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 done, 0 failed" in proc.stdout
+    [path] = (tmp_path / "sweep").glob("*/result.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "done" and record["distributed"] == {"world_size": 2, "backend": "gloo"}
+
+
+def test_devices_flag_is_stripped_for_the_workers():
+    from ltbench.distributed.launch import without_devices
+
+    assert without_devices(["run", "--devices", "2", "--epochs", "3"]) == ["run", "--epochs", "3"]
+    assert without_devices(["run", "--devices=4", "--quiet"]) == ["run", "--quiet"]
+
+
+@pytest.mark.slow  # three 2-process runs (~60 s on 2 free cores)
+def test_sigterm_stops_every_rank_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
+    """SIGTERM to the launcher (torchrun's agent forwards it): the ranks agree on the step, rank 0 writes the
+    mid-epoch checkpoint with every rank's RNG stream, and the rerun ends with the uninterrupted run's metrics."""
+    import signal
+    import time
+
+    args = [*CE_ARGS[:4], "12", *CE_ARGS[5:], "--devices", "2"]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert ltbench(args, ref).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "ltbench", *args, "--out", str(cut)], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        logs = list((cut / "runs").glob("*/log.jsonl")) if (cut / "runs").exists() else []
+        if logs and len(logs[0].read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) != 0
+    [run_dir] = (cut / "runs").iterdir()
+    assert not (run_dir / "result.json").exists()
+    blob = torch.load(run_dir / "ckpt.pt", weights_only=True)
+    assert 3 <= blob["state"]["epoch"] < 12
+    # 5 steps per epoch, agreement at the last: the ranks stop one step into the next epoch, mid-epoch
+    assert blob["state"]["step"] == 1 and len(blob["mid_epoch"]["generators"]) == 2
+    assert ltbench(args, cut).returncode == 0
+    assert result_of(cut)["metrics"] == result_of(ref)["metrics"]
+
+
+def test_bench_train_reports_images_per_device_and_scaling_efficiency(tmp_path):
+    args = ["bench", "train", "--dataset", "digits_lt", "--devices", "2", "--steps", "2", "--threads", "1"]
+    proc = ltbench([*args, "--precision", "fp32"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "train step, DDP on 2 processes (resnet32, global batch 128)" in proc.stdout
+    assert "per device (scaling efficiency " in proc.stdout

@@ -128,6 +128,7 @@ class Trainer:
         self.method, self.model, self.ctx, self.run_dir = method, model, ctx, Path(run_dir)
         # a multi-process run (ltbench/distributed/): rank 0 alone writes files; ``step`` is DDP around the step
         self.world, self.step = world, None
+        self.stopping = False  # the ranks agreed to stop at an epoch's last step: stop after the next one
         self.seed, self.eval_every = seed, eval_every
         self.stages = apply_backbone_recipe(method.stages(), recipe, set(explicit_lrs))
         self.progress = Progress(self.stages, len(ctx.train_y), enabled=progress)
@@ -375,9 +376,11 @@ class Trainer:
                 if isinstance(v, torch.Tensor) and v.numel() == 1:
                     sums[k] = sums.get(k, 0) + v.detach().float()
             counters["images"] += batches.global_size(it)
-            stop = bool(self.stop) and not self.world.distributed  # ranks agree on stopping at check steps only
+            # several ranks agree on stopping at check steps only (one all-reduce, where the loss is read anyway)
+            stop = self.stopping or (bool(self.stop) and not self.world.distributed)
             if (it + 1) % CHECK_EVERY == 0 or it + 1 == n_steps:
-                total, stop = agree(self.world, sums["loss"], bool(self.stop))
+                total, agreed = agree(self.world, sums["loss"], bool(self.stop))
+                stop = stop or agreed
                 self._check_finite(total, idx, epoch, it)
                 rate = counters["images"] / (counters["seconds"] + time.perf_counter() - t0)
                 loss = total / self.world.size / (it + 1)
@@ -387,6 +390,7 @@ class Trainer:
             if stop and it + 1 < n_steps:
                 counters["seconds"] += time.perf_counter() - t0
                 self._interrupt(idx, epoch, it + 1, state, order, sums, counters)
+            self.stopping = stop  # at the last step: the epoch ends (checkpoint), the next one stops after a step
         counters["seconds"] += time.perf_counter() - t0
         self._end_epoch(idx, stage, epoch, state, sums, counters, n_steps)
 
