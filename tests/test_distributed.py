@@ -70,11 +70,13 @@ class LinearBackbone(nn.Module):
 
 
 def contrastive_setup(name: str):
-    cls = {"kcl": KCL, "tsc": TSC, "sbcl": SBCL}[name]
+    cls = {"kcl": KCL, "kcl_queue": KCL, "tsc": TSC, "sbcl": SBCL}[name]
     info = DataInfo(num_classes=3, class_counts=[6, 4, 2], image_size=4, dataset="toy")
     hp = {k: v.default for k, v in cls.hparams.items()} | {"proj_dim": 4}
     if name == "kcl":
         hp["k"] = 2  # fewer than the class-mates: the sampled positives must agree too
+    if name == "kcl_queue":  # MoCo-style: keys from the encoder, a labelled queue, the lowest-slot positives
+        hp.update(k=2, queue_size=32, momentum=0.0, positives="topk")
     if name == "tsc":
         hp.update(kcl_epochs=0, target_steps=5, k=2)
     method = cls(hp, info)
@@ -83,6 +85,9 @@ def contrastive_setup(name: str):
     if name == "tsc":
         method.targets = F.normalize(torch.randn(3, 4, generator=torch.Generator().manual_seed(1)), dim=1)
         method.centroids = torch.zeros_like(method.targets)
+    if name == "kcl_queue":
+        g = torch.Generator().manual_seed(4)
+        model.queue.enqueue(torch.randn(20, 4, generator=g), torch.randint(0, 3, (20,), generator=g))
     if name == "sbcl":
         method.subclasses = torch.tensor([0, 1, 0, 1, 2, 3, 0, 4, 1, 3, 0, 0])
         method.class_tau = torch.tensor([0.1, 0.2, 0.3])
@@ -107,7 +112,8 @@ def contrastive_step(name: str, rank: int, world: int) -> dict:
     out = step(batch, stage, 1) if step else method.training_step(model, batch, stage, 1)
     out["loss"].backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return {"loss": out["loss"].detach(), "grads": grads}
+    queue = (model.queue.keys.clone(), model.queue.labels.clone()) if model.queue is not None else None
+    return {"loss": out["loss"].detach(), "grads": grads, "queue": queue}
 
 
 def bns_step(variant: str, rank: int, world: int) -> dict:
@@ -161,7 +167,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     try:
         result = {
             "samplers": {s: sampler_batches(s, rank, world) for s in SAMPLERS},
-            "contrastive": {n: contrastive_step(n, rank, world) for n in ("kcl", "tsc", "sbcl")},
+            "contrastive": {n: contrastive_step(n, rank, world) for n in ("kcl", "kcl_queue", "tsc", "sbcl")},
             "bns": {v: bns_step(v, rank, world) for v in ("paper", "code")},
             "ce": ce_steps(rank, world),
         }
@@ -202,6 +208,19 @@ def test_contrastive_loss_and_gradients_equal_the_single_process_ones(ranks, nam
         assert got["grads"].keys() == single["grads"].keys()
         for k, g in single["grads"].items():
             assert torch.allclose(got["grads"][k], g, rtol=1e-5, atol=1e-7), k
+
+
+def test_kcl_queue_takes_every_ranks_keys_and_keeps_the_gradients(ranks):
+    """The MoCo-style variant: anchors stay local (the mean of the ranks' losses is the global one), the queue
+    receives the keys of the whole global batch in the global order, and the DDP gradients are the global ones."""
+    single = contrastive_step("kcl_queue", 0, 1)
+    got = [r["contrastive"]["kcl_queue"] for r in ranks]
+    assert torch.allclose(sum(g["loss"] for g in got) / WORLD, single["loss"], rtol=1e-6)
+    for g in got:
+        assert torch.allclose(g["queue"][0], single["queue"][0], atol=1e-6)
+        assert torch.equal(g["queue"][1], single["queue"][1])
+        for k, v in single["grads"].items():
+            assert torch.allclose(g["grads"][k], v, rtol=1e-5, atol=1e-7), k
 
 
 @pytest.mark.parametrize("variant", ["paper", "code"])
