@@ -162,6 +162,7 @@ def execute(cfg: RunConfig, progress: bool = True) -> dict:
     """Run (or resume, or report) one configuration; returns its result record."""
     cfg = concrete(cfg)
     run_dir = cfg.run_dir
+    progress = progress and env_world().is_main  # one voice per run, not one per process
     if run_state(run_dir) == "done":
         if progress:
             console(f"ltbench: {run_dir} is already done (delete it to rerun)")

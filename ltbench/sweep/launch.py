@@ -46,7 +46,9 @@ class RunJob(submitit.helpers.Checkpointable):
         try:
             return execute(cfg, progress=main)["status"]
         except Exception as exc:
-            if main and read_json(cfg.run_dir / "result.json") is None:  # failed before training started
+            if not main:
+                raise  # a failed rank must fail its task (its traceback in the task's log), not report for the run
+            if read_json(cfg.run_dir / "result.json") is None:  # failed before training started
                 cfg.run_dir.mkdir(parents=True, exist_ok=True)
                 write_result(cfg.run_dir, {"run_id": cfg.run_id, "status": "failed", "error": str(exc)})
             return f"failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"
