@@ -24,7 +24,8 @@ from ltbench.data.loader import SAMPLERS, DeviceBatches, epoch_order
 from ltbench.distributed.ddp import wrap_step
 from ltbench.distributed.gather import gather_rows, gather_with_grad
 from ltbench.dpp import sample_k_dpp
-from ltbench.losses import BNSLoss
+from ltbench.losses import BNSLoss, FocalLoss, LDAMLoss
+from ltbench.losses.classic import CrossEntropy
 from ltbench.method import DataInfo, Stage
 from ltbench.methods.contrastive.kcl import KCL
 from ltbench.methods.contrastive.sbcl import SBCL
@@ -132,27 +133,41 @@ def bns_step(variant: str, rank: int, world: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ CE steps
+CLASS_WEIGHTS = torch.tensor([1.0, 2.0, 5.0, 10.0])  # re-weighting (RW): the ranks' weight sums differ
+CRITERIA = {
+    "ce": lambda: F.cross_entropy,
+    "rw": lambda: CrossEntropy(weight=CLASS_WEIGHTS),
+    "ldam_cb": lambda: LDAMLoss([40, 24, 12, 4], weight=CLASS_WEIGHTS),
+    "focal_cb": lambda: FocalLoss(2.0, weight=CLASS_WEIGHTS),
+}
+
+
 class CEStep:
-    """A method with a plain CE step (no BatchNorm, no augmentation)."""
+    """A method with a plain (re-weighted) classification step: no BatchNorm, no augmentation."""
+
+    def __init__(self, criterion: str = "ce") -> None:
+        self.criterion = CRITERIA[criterion]()
 
     def training_step(self, model, batch, stage, epoch):
-        return {"loss": F.cross_entropy(model(batch["x"]), batch["y"])}
+        return {"loss": self.criterion(model(batch["x"]), batch["y"])}
 
 
-def ce_steps(rank: int, world: int, epochs: int = 2) -> dict[str, torch.Tensor]:
+def ce_steps(rank: int, world: int, criterion: str = "ce", epochs: int = 2) -> dict[str, torch.Tensor]:
     """SGD over ``epochs`` epochs of the instance sampler (global batch 16, 5 steps per epoch): the final weights."""
     torch.manual_seed(0)
     x = torch.randn(len(LABELS), 5, generator=torch.Generator().manual_seed(2)) + LABELS[:, None] * 0.3
     model = nn.Linear(5, 4)
-    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3)
-    step = wrap_step(CEStep(), model, torch.device("cpu")) if world > 1 else None
+    lr = 0.02 if criterion == "ldam_cb" else 0.5  # LDAM scales the logits by s = 30
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+    method = CEStep(criterion)
+    step = wrap_step(method, model, torch.device("cpu")) if world > 1 else None
     stage = Stage(name="train", epochs=epochs, lr=0.5, batch_size=GLOBAL_BATCH)
     for epoch in range(epochs):
         gen = torch.Generator().manual_seed(100 + epoch)
         order = epoch_order("instance", LABELS, 4, gen)
         batches = DeviceBatches(None, x, LABELS, order, GLOBAL_BATCH, lambda b, d, g: b, gen, shard=(rank, world))
         for batch in batches:
-            out = step(batch, stage, epoch) if step else CEStep().training_step(model, batch, stage, epoch)
+            out = step(batch, stage, epoch) if step else method.training_step(model, batch, stage, epoch)
             opt.zero_grad()
             out["loss"].backward()
             opt.step()
@@ -169,7 +184,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
             "samplers": {s: sampler_batches(s, rank, world) for s in SAMPLERS},
             "contrastive": {n: contrastive_step(n, rank, world) for n in ("kcl", "kcl_queue", "tsc", "sbcl")},
             "bns": {v: bns_step(v, rank, world) for v in ("paper", "code")},
-            "ce": ce_steps(rank, world),
+            "ce": {c: ce_steps(rank, world, c) for c in CRITERIA},
         }
         torch.save(result, Path(out) / f"rank{rank}.pt")
     finally:
@@ -233,12 +248,14 @@ def test_bns_loss_and_gradients_equal_the_single_process_ones(ranks, variant):
             assert torch.allclose(got["grads"][k], g, rtol=1e-5, atol=1e-7), k
 
 
-def test_ce_steps_on_two_ranks_equal_one_process_with_the_global_batch(ranks):
-    """Sharded global batches + DDP's averaged gradients: the same SGD trajectory as one process (no BatchNorm)."""
-    single = ce_steps(0, 1)
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_ce_steps_on_two_ranks_equal_one_process_with_the_global_batch(ranks, criterion):
+    """Sharded global batches + DDP's averaged gradients: the same SGD trajectory as one process (no BatchNorm),
+    re-weighted losses included (their weighted mean is the global batch's, ltbench/distributed/reduce.py)."""
+    single = ce_steps(0, 1, criterion)
     for r in ranks:
         for k, v in single.items():
-            assert torch.allclose(r["ce"][k], v, rtol=1e-5, atol=1e-6), k
+            assert torch.allclose(r["ce"][criterion][k], v, rtol=1e-5, atol=1e-5), k
 
 
 # ------------------------------------------------------------------------------------------------ end to end
