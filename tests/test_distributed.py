@@ -259,8 +259,24 @@ def test_ce_steps_on_two_ranks_equal_one_process_with_the_global_batch(ranks, cr
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-CE_ARGS = ["run", "--method", "ce", "--epochs", "30", "--precision", "fp32", "--threads", "1", "--quiet"]
-CE_TOLERANCE = 0.15  # overall accuracy; single-process seeds 0/1/2 at this budget give 0.35 / 0.37 / 0.53
+CE_ARGS = [
+    "run",
+    "--method",
+    "ce",
+    "--epochs",
+    "20",
+    "--precision",
+    "fp32",
+    "--threads",
+    "1",
+    "--quiet",
+    "--lr",
+    "0.02",
+]
+# Accuracy differences allowed between 2 x 64 and 1 x 128. At this budget one process gives overall 0.755 / 0.685 /
+# 0.825 and few-shot 0.175 / 0.025 / 0.4625 for seeds 0 / 1 / 2 (the few group is 80 test images of 2 classes);
+# 2 processes gave overall 0.755 / 0.7225, few 0.2 / 0.1375 for seeds 0 / 1.
+CE_TOLERANCE = {"overall": 0.05, "many": 0.1, "medium": 0.1, "few": 0.2}
 
 
 def ltbench(args: list[str], out: Path, **env: str) -> subprocess.CompletedProcess:
@@ -291,12 +307,12 @@ def test_ce_on_two_processes_matches_one_process_and_rank0_writes(tmp_path):
     assert a["run_id"] == b["run_id"]  # the world size is not part of what the run computes
     assert "distributed" not in a and "sync_bn" not in a["config"]
     assert b["distributed"] == {"world_size": 2, "backend": "gloo"}
-    for key in ("overall", "many", "medium", "few"):
-        assert abs(a["metrics"][key] - b["metrics"][key]) <= CE_TOLERANCE, (key, a["metrics"], b["metrics"])
-    assert b["metrics"]["overall"] > 0.2  # well above chance (0.1)
+    for key, tolerance in CE_TOLERANCE.items():
+        assert abs(a["metrics"][key] - b["metrics"][key]) <= tolerance, (key, a["metrics"], b["metrics"])
+    assert b["metrics"]["overall"] > 0.6  # chance is 0.1
     run_dir = Path(b["run_dir"])
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    assert [e["epoch"] for e in log] == list(range(30))  # one line per epoch, not one per rank
+    assert [e["epoch"] for e in log] == list(range(20))  # one line per epoch, not one per rank
     assert proc.stdout.count("result:") == 1
     assert b["timing"]["stages"]["train"]["images"] == a["timing"]["stages"]["train"]["images"]
     (run_dir / "result.json").unlink()
