@@ -358,7 +358,6 @@ def test_devices_flag_is_stripped_for_the_workers():
     assert without_devices(["run", "--devices=4", "--quiet"]) == ["run", "--quiet"]
 
 
-@pytest.mark.slow  # three 2-process runs (~60 s on 2 free cores)
 def test_sigterm_stops_every_rank_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
     """SIGTERM to the launcher (torchrun's agent forwards it): the ranks agree on the step, rank 0 writes the
     mid-epoch checkpoint with every rank's RNG stream, and the rerun ends with the uninterrupted run's metrics."""
