@@ -45,9 +45,10 @@ def option(default: Any = None, help: str = "", *, runtime: bool = False, choice
     ``help`` (the CLI), ``runtime`` (changes where or how fast a run executes, not what it computes: left out of
     the run id), ``choices`` (validated here, listed by the CLI), ``cli=False`` (no ``ltbench run`` flag; set
     otherwise), ``flag`` (the flag's name when it is not the field's), ``id_default`` (a field added after runs
-    existed: its default value is left out of the run id so old run ids stay valid)."""
+    existed: its default value is left out of the run id so old run ids stay valid), ``quiet`` (also left out of
+    config.json and of recipes at its default, so the records of runs that do not use it keep their keys)."""
     meta = {"help": help, "runtime": runtime, "choices": choices}
-    meta.update({k: kw.pop(k) for k in ("cli", "id_default", "flag") if k in kw})
+    meta.update({k: kw.pop(k) for k in ("cli", "id_default", "flag", "quiet") if k in kw})
     if "default_factory" in kw:
         return field(metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -117,6 +118,12 @@ class RunConfig:
     strict_counts: bool = option(
         False, "stop when the data cannot give every class its requested count (default: cap it, say so)", runtime=True
     )
+    sync_bn: bool = option(
+        False,
+        "multi-GPU runs: SyncBatchNorm, BatchNorm statistics over the global batch instead of each GPU's share",
+        id_default=True,
+        quiet=True,
+    )
 
     def __post_init__(self) -> None:
         from ltbench.cli.catalog import canonical_method
@@ -152,6 +159,14 @@ class RunConfig:
         d = dataclasses.asdict(self)
         for f in dataclasses.fields(self):
             if f.metadata.get("runtime") or (f.metadata.get("id_default") and d[f.name] == f.default):
+                d.pop(f.name)
+        return d
+
+    def record(self) -> dict[str, Any]:
+        """config.json's ``config``: every field, except ``quiet`` ones at their default."""
+        d = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("quiet") and d[f.name] == f.default:
                 d.pop(f.name)
         return d
 

@@ -168,7 +168,8 @@ def config_table(cfg: RunConfig) -> dict[str, Any]:
     for name in file_fields():
         if name in HPARAM_FLAGS or (value := getattr(cfg, name)) is None:
             continue
-        if FIELDS[name].metadata.get("runtime") and value == getattr(default, name):
+        meta = FIELDS[name].metadata
+        if (meta.get("runtime") or meta.get("quiet")) and value == getattr(default, name):
             continue
         out[name] = list(value) if isinstance(value, tuple) else value
     return out

@@ -19,6 +19,8 @@ import torch
 from ltbench.config import RunConfig
 from ltbench.data.base import DataSpec, LTData
 from ltbench.data.longtail import index_hash, shot_groups
+from ltbench.distributed.collectives import barrier
+from ltbench.distributed.world import World, env_world, setup, teardown
 from ltbench.errors import CheckpointError, ConfigError, DataError, LTBenchError, StorageError, storage_error
 from ltbench.evaluate import evaluate, feature_sample
 from ltbench.method import DataInfo, Method
@@ -160,11 +162,14 @@ def execute(cfg: RunConfig, progress: bool = True) -> dict:
     """Run (or resume, or report) one configuration; returns its result record."""
     cfg = concrete(cfg)
     run_dir = cfg.run_dir
+    progress = progress and env_world().is_main  # one voice per run, not one per process
     if run_state(run_dir) == "done":
         if progress:
             console(f"ltbench: {run_dir} is already done (delete it to rerun)")
         return read_json(run_dir / "result.json")
     method_cls, resolved = prepare(cfg)
+    if not env_world().is_main:  # the other ranks of a multi-process run: rank 0 holds the lock, writes the files
+        return _execute_locked(cfg, method_cls, resolved, progress=False)
     lock = RunLock(run_dir)
     if not lock.acquire():
         raise LTBenchError(
@@ -182,7 +187,7 @@ def execute(cfg: RunConfig, progress: bool = True) -> dict:
 
 def _execute_locked(cfg: RunConfig, method_cls: type[Method], resolved: Resolved, progress: bool) -> dict:
     run_dir = cfg.run_dir
-    device = resolve_device(cfg.device)
+    world, device = setup(resolve_device(cfg.device))
     precision = resolve_precision(cfg.precision, device)
     threads = configure_threads(cfg.threads)
     t_start = time.time()
@@ -191,33 +196,47 @@ def _execute_locked(cfg: RunConfig, method_cls: type[Method], resolved: Resolved
     run_dir.mkdir(parents=True, exist_ok=True)
     base = {
         "run_id": cfg.run_id,
-        "config": dataclasses.asdict(cfg),
+        "config": cfg.record(),
         "resolved": dataclasses.asdict(resolved),
         "run_dir": str(run_dir),
+        **({"distributed": world.record()} if world.distributed else {}),
     }
-    if not (run_dir / "config.json").exists():
+    if world.is_main and not (run_dir / "config.json").exists():
         write_json_atomic(run_dir / "config.json", base)
     if progress:
         console(
             f"ltbench: {cfg.method} on {data.summary()}\n  run dir {run_dir} | backbone {resolved.backbone} | "
             f"{device.type} {precision} {threads} threads | scale {resolved.scale:g}"
+            + (f" | {world.size} processes ({world.backend})" if world.distributed else "")
         )
     env = env_info(device.type, precision, threads)
     try:
-        record = _train_and_evaluate(cfg, method_cls, resolved, data, device, precision, progress)
+        record = _train_and_evaluate(cfg, method_cls, resolved, data, device, precision, progress, world)
     except (StorageError, CheckpointError):
         raise  # not a failure of the run: it stays as it was (nothing rewritten) and resumes once fixed
     except (Diverged, Exception) as exc:
+        if not world.is_main:
+            raise  # torchrun stops the other ranks; rank 0 writes the failed record of its own error
         error = str(exc) if isinstance(exc, LTBenchError) else traceback.format_exc()
         write_result(
             run_dir, {**base, "status": "failed", "error": error, "env": env, "data": data_record(data, resolved.shots)}
         )
         raise
+    if record is None:  # not rank 0: trained its share, rank 0 evaluates and writes
+        return _finish(world, run_dir, None)
     record.update(base)
     record.update(status="done", error=None, env=env, data=data_record(data, resolved.shots))
     record["timing"]["wall_seconds"] = round(time.time() - t_start, 2)
     write_result(run_dir, record)
-    return record
+    return _finish(world, run_dir, record)
+
+
+def _finish(world: World, run_dir: Path, record: dict | None) -> dict:
+    """Every rank waits until rank 0 has written result.json, then leaves the process group; the other ranks return
+    that record (so their exit status is the run's, as torchrun expects)."""
+    barrier(world)
+    teardown(world)
+    return record if record is not None else read_json(run_dir / "result.json")
 
 
 def _train_and_evaluate(
@@ -228,7 +247,10 @@ def _train_and_evaluate(
     device: torch.device,
     precision: str,
     progress: bool,
-) -> dict:
+    world: World,
+) -> dict | None:
+    """Build, train, evaluate; the record of rank 0 (None on the other ranks of a multi-process run, which only
+    train: evaluating on rank 0 alone keeps every evaluation path as it is, and costs one pass on one device)."""
     seed_everything(cfg.seed, cfg.deterministic)
     info = DataInfo(
         num_classes=data.num_classes,
@@ -240,6 +262,10 @@ def _train_and_evaluate(
     method = method_cls(dict(resolved.hp), info)
     backbone = build_backbone(resolved.backbone, data.image_size, cfg.pretrained)
     model = method.build_model(backbone, data.num_classes, list(data.class_counts)).to(device)
+    if cfg.sync_bn:
+        from ltbench.distributed.ddp import convert_sync_bn
+
+        model = convert_sync_bn(model, device, world.size)
     model = model.to(memory_format=torch.channels_last)
     if cfg.compile:
         # What runs: the model's own feature extractor (for RIDE the multi-expert trunk, not the plain ResNet it was
@@ -252,13 +278,18 @@ def _train_and_evaluate(
     if recipe:
         ctx.record("backbone_recipe", recipe)
     lrs = explicit_lrs(cfg, resolved)
-    if cfg.from_run and not (cfg.run_dir / "ckpt.pt").exists():
-        reuse_stages(cfg, method, resolved, data, precision, progress)
+    if cfg.from_run and world.is_main and not (cfg.run_dir / "ckpt.pt").exists():
+        reuse_stages(cfg, method, resolved, data, precision, progress)  # the other ranks load what it wrote
     tracked = {"run_id": cfg.run_id, "config": dataclasses.asdict(cfg), "resolved": dataclasses.asdict(resolved)}
-    tracker = make_tracker(cfg.tracker, cfg.run_dir, cfg.run_id, tracked, cfg.sweep)
+    kind = cfg.tracker if world.is_main else "none"
+    tracker = make_tracker(kind, cfg.run_dir, cfg.run_id, tracked, cfg.sweep)
     try:
-        trainer = Trainer(method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress, recipe, lrs, tracker)
+        trainer = Trainer(
+            method, model, ctx, cfg.run_dir, cfg.seed, cfg.eval_every, progress, recipe, lrs, tracker, world
+        )
         state = trainer.fit()
+        if not world.is_main:
+            return None
         ev = evaluate(method, model, ctx, resolved.shots)
         tracker.final(sum(s.epochs for s in trainer.stages), ev["metrics"])
     finally:
@@ -279,6 +310,9 @@ def _train_and_evaluate(
     )
     if progress:
         print_summary(cfg, metrics)
+    if world.distributed:  # the trainer's images/s count the global batch; per device is what scaling compares
+        for t in stages.values():
+            t["images_per_s_per_device"] = round(t["images_per_s"] / world.size, 1)
     return {
         "metrics": metrics,
         "chosen_variant": ev["chosen"],

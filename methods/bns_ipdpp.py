@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltbench.data.transforms import KORNIA_SYNCS
+from ltbench.distributed.gather import gather_rows, gather_with_grad
 from ltbench.dpp import RELEASED_SEED, SUBSET_MODES, sample_per_class
 from ltbench.losses import BNSLoss
 from ltbench.method import HP, Method, Stage
@@ -179,8 +180,8 @@ class BNSIPDPP(Method):
         if stage.name == "bns":
             v1, v2 = batch["x"]
             z = model.projector(model.backbone(torch.cat([v1, v2])))
-            q, v = z.chunk(2)
-            return {"loss": self.loss(q, v, batch["y"])}
+            q, v = z.chunk(2)  # gathered over the ranks: the loss of the global batch (ltbench/distributed/gather.py)
+            return {"loss": self.loss(gather_with_grad(q), gather_with_grad(v), gather_rows(batch["y"]))}
         return {"loss": F.cross_entropy(model(batch["x"]), batch["y"])}
 
     # ------------------------------------------------------------------ subsets

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ltbench.losses import class_balanced_weights
+from ltbench.losses.classic import CrossEntropy
 from ltbench.method import HP, DataInfo, Method, Stage
 from ltbench.train.context import Context
 from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
@@ -42,8 +43,9 @@ class OneStageLoss(Method):
         self.criterion: nn.Module = self.make_criterion()
 
     def make_criterion(self) -> nn.Module:
-        """The loss module on (logits, labels); plain cross-entropy unless a method says otherwise."""
-        return nn.CrossEntropyLoss()
+        """The loss module on (logits, labels); plain cross-entropy unless a method says otherwise (``CrossEntropy``:
+        a ``weight`` set later, as DRW does, means the global batch's weighted mean on several processes)."""
+        return CrossEntropy()
 
     def stages(self) -> list[Stage]:
         return [ldam_cifar_stage(self.hp, sampler=self.sampler)]
@@ -71,4 +73,4 @@ class DeferredReweighting(OneStageLoss):
 
 def weighted_ce(weight: torch.Tensor) -> nn.Module:
     """Cross-entropy with fixed per-class weights (PyTorch's weighted-mean convention, docs/methods.md §3)."""
-    return nn.CrossEntropyLoss(weight=weight.float())
+    return CrossEntropy(weight=weight.float())

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ltbench.errors import ConfigError
 from ltbench.losses import LogitAdjustedLoss, class_balanced_weights
+from ltbench.losses.classic import CrossEntropy
 from ltbench.method import HP, DataInfo, Method, Stage
 from ltbench.methods.mixing import StepDraws, epoch_rng, paste_box, rand_box, steps_bound
 from ltbench.ot import sinkhorn_plan
@@ -88,7 +89,7 @@ class OTmix(Method):
     def _criterion(self) -> nn.Module:
         if self.hp["base_loss"] == "balanced_softmax":
             return LogitAdjustedLoss(self.counts, tau=1.0)  # Balanced Softmax: CE on logits + log π (§14.1 item 1)
-        return nn.CrossEntropyLoss()
+        return CrossEntropy()  # DRW may set its weight (the global batch's weighted mean on several processes)
 
     def stages(self) -> list[Stage]:
         hp = self.hp

@@ -61,6 +61,10 @@ def bench_train(args: argparse.Namespace) -> list[list]:
     ]
     for prec in precisions:
         rows += _model_rows(args, data, device, prec, batch, images, sync)
+        if (getattr(args, "devices", None) or 1) > 1:  # the same step on N processes under DDP
+            from ltbench.bench.scaling import scaling_rows
+
+            rows += scaling_rows(args, prec, rows[-2][2])
         if getattr(args, "compile", False):
             rows += _model_rows(args, data, device, prec, batch, images, sync, compiled=True)
     print(f"device {device.type}, {threads} threads, batch {bs}, dataset {data.name} ({data.image_size}px)")

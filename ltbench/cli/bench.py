@@ -22,6 +22,13 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int)
     t.add_argument("--compile", action="store_true", help="also time the step with torch.compile (for GPUs)")
+    t.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="also time the step under DDP on N processes (torchrun's launcher; GPUs, or CPU processes with gloo): "
+        "images/s per device and scaling efficiency",
+    )
     d = sub.add_parser("dpp", **defaults, help="k-DPP sampler timings: exact (structured) vs eig vs dppy")
     d.add_argument("--sizes", default="1000,5000,20000,100000")
     d.add_argument("--repeats", type=int, default=3)

@@ -101,6 +101,13 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="print the fully resolved configuration as a --config file; read no data, train and write nothing",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="train on N local devices (GPUs, or CPU processes with gloo): starts N processes with torchrun; the "
+        "batch and lr stay the global ones (README Multi-GPU)",
+    )
 
 
 def explicit_flags(args: argparse.Namespace) -> dict:
@@ -134,6 +141,7 @@ def config_from_args(args: argparse.Namespace, recipe=None):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ltbench.errors import ConfigError
     from ltbench.recipe import read_recipe
 
     recipe = read_recipe(args.config) if getattr(args, "config", None) else None
@@ -142,13 +150,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_recipe(args, recipe, cfg)
     if getattr(args, "dry_run", False):
         return dry_run(cfg)
+    devices = getattr(args, "devices", None)
+    if devices is not None and devices < 1:
+        raise ConfigError(f"--devices must be >= 1, got {devices}")
+    if devices is not None and devices > 1:
+        from ltbench.distributed.launch import launch_local
+
+        return launch_local(devices, args.argv)
     from ltbench.run import execute
 
     record = execute(cfg, progress=not args.quiet)
+    from ltbench.distributed.world import env_world
     from ltbench.run import concrete
     from ltbench.train.progress import console
 
-    console(f"result: {concrete(cfg).run_dir / 'result.json'}", sys.stdout)
+    if env_world().is_main:  # one line per run, not one per process
+        console(f"result: {concrete(cfg).run_dir / 'result.json'}", sys.stdout)
     return 0 if record and record.get("status") == "done" else 1
 
 
@@ -274,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run"]  # `ltbench` alone: the default run, as the README promises
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # `run --devices N` starts its workers with the same arguments
     from ltbench.train.progress import console
 
     try:

@@ -124,7 +124,7 @@ def _wait(jobs, configs) -> int:
     failed = 0
     for job, cfg in zip(jobs, configs):
         try:
-            outcome = job.result()
+            outcome = job.results()[0]  # a multi-task (multi-GPU) job: task 0's outcome, that of rank 0
         except Exception as exc:  # the job itself died (killed, cancelled): the others still finish
             outcome = f"failed: {type(exc).__name__}: {str(exc).strip()[-300:]}"
         if outcome != "done":

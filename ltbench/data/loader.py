@@ -118,6 +118,11 @@ class DeviceBatches:
 
     Each batch is a dict: ``x`` (normalised float images; a list of ``views`` tensors when views > 1),
     ``y`` (labels) and ``index`` (positions in the training set, needed by SBCL and IP-DPP).
+
+    ``shard = (rank, world_size)`` (multi-process runs): ``order`` is the epoch's *global* order, the same on every
+    rank; ``batch_size`` is the global batch, and rank r takes its slice r of each global batch (``tensor_split``,
+    so slices differ by at most one image). The union of the ranks' batches is then exactly what one process with
+    the global batch sees, for every sampler. A last global batch with fewer images than ranks is dropped.
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class DeviceBatches:
         channels_last: bool = False,
         seed: int = 0,
         pair_order: torch.Tensor | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.data, self.images, self.labels, self.order = data, images, labels, order
         self.batch_size, self.transform, self.gen = batch_size, transform, gen
@@ -142,10 +148,18 @@ class DeviceBatches:
         # a second sample order in lock-step (Stage.pair_sampler): batch b also carries ``pair``, the images at
         # pair_order's chunk b (OTmix's class-balanced foregrounds, BBN's reversed batch)
         self.pair_order = pair_order
+        self.rank, self.world = shard
 
     def __len__(self) -> int:
         n = len(self.order)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.drop_last:
+            return n // self.batch_size
+        full, rest = divmod(n, self.batch_size)
+        return full + (0 < rest and rest >= self.world)  # every rank needs at least one image of the last batch
+
+    def global_size(self, b: int) -> int:
+        """Images in global batch ``b`` (over all ranks): what throughput counts."""
+        return min(self.batch_size, len(self.order) - b * self.batch_size)
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         x = self.transform(x, self.data, self.gen)
@@ -171,11 +185,16 @@ class DeviceBatches:
             yield batch
 
     def _chunks(self, order: torch.Tensor, start: int) -> list[torch.Tensor]:
-        return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(start, len(self))]
+        chunks = [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(start, len(self))]
+        if self.world == 1:
+            return chunks
+        return [chunk.tensor_split(self.world)[self.rank] for chunk in chunks]
 
     def _raws(self, chunks: list[torch.Tensor], start: int, stream: tuple = ()) -> Iterator[torch.Tensor]:
         """uint8 images of each chunk; file-backed crops are seeded by (seed, batch, *stream)."""
         if isinstance(self.images, FileImages):  # decoded (and randomly cropped) by DataLoader workers
+            if self.world > 1:  # each rank's slice of batch b gets its own crops (ints: hash() of str is salted)
+                stream = (*stream, -1 - self.rank)
             seeds = [hash((self.seed, b, *stream)) & (2**62 - 1) for b in range(start, start + len(chunks))]
             dev = self.labels.device
             return (raw.to(dev, non_blocking=True) for raw in self.images.batches(chunks, seeds))

@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ltbench.distributed.gather import world_size
+from ltbench.distributed.reduce import weighted_mean
+
 Counts = Sequence[int] | Tensor
 
 
@@ -69,11 +72,33 @@ def _optional_weight(weight: Tensor | Sequence[float] | None) -> Tensor | None:
 
 
 def _weighted_mean(per_sample: Tensor, targets: Tensor, weight: Tensor | None) -> Tensor:
-    """Batch mean, or Σ_i w_{y_i} ℓ_i / Σ_i w_{y_i} — PyTorch's weighted-mean convention (docs/methods.md §3)."""
+    """Batch mean, or Σ_i w_{y_i} ℓ_i / Σ_i w_{y_i} — PyTorch's weighted-mean convention (docs/methods.md §3),
+    over the global batch when several processes train (ltbench/distributed/reduce.py)."""
     if weight is None:
         return per_sample.mean()
     w = weight.to(per_sample.device, per_sample.dtype)[targets]
+    if world_size() > 1:
+        return weighted_mean(per_sample, w)
     return (w * per_sample).sum() / w.sum()
+
+
+def weighted_cross_entropy(logits: Tensor, targets: Tensor, weight: Tensor | None) -> Tensor:
+    """``F.cross_entropy(logits, targets, weight=weight)``; with several processes and a weight, the weighted mean
+    of the global batch instead of each rank's own (ltbench/distributed/reduce.py)."""
+    if weight is None or world_size() == 1:
+        return F.cross_entropy(logits, targets, weight=weight)
+    per_sample = F.cross_entropy(logits, targets, reduction="none")
+    return weighted_mean(per_sample, weight.to(per_sample.device, per_sample.dtype)[targets])
+
+
+class CrossEntropy(nn.CrossEntropyLoss):
+    """``nn.CrossEntropyLoss`` (same buffers, same result in one process) whose ``weight`` means the weighted mean
+    of the global batch when several processes train: RW, DRW's weights and the class-balanced CE."""
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if self.weight is None or world_size() == 1:
+            return super().forward(logits, targets)
+        return weighted_cross_entropy(logits, targets, self.weight)
 
 
 def logit_adjusted_cross_entropy(
@@ -97,7 +122,7 @@ def logit_adjusted_cross_entropy(
     lp = log_prior(class_counts) if log_pi is None else log_pi
     z = logits.float() + tau * lp.to(logits.device, torch.float32)
     w = None if weight is None else weight.to(z.device, torch.float32)
-    return F.cross_entropy(z, targets, weight=w)
+    return weighted_cross_entropy(z, targets, w)
 
 
 class LogitAdjustedLoss(nn.Module):
@@ -180,7 +205,7 @@ class LDAMLoss(nn.Module):
         margin = self.margins.to(cos.device)[targets]
         logits = cos.scatter_add(1, targets[:, None], -margin[:, None]) * self.s
         w = None if self.weight is None else self.weight.to(cos.device)
-        return F.cross_entropy(logits, targets, weight=w)
+        return weighted_cross_entropy(logits, targets, w)
 
 
 class KPSLoss(nn.Module):
@@ -250,4 +275,4 @@ class KPSLoss(nn.Module):
         margin = self.margins.to(cos.device)[targets]
         logits = scaled.scatter_add(1, targets[:, None], -margin[:, None]) * self.s
         w = None if self.weight is None else self.weight.to(cos.device)
-        return F.cross_entropy(logits, targets, weight=w)
+        return weighted_cross_entropy(logits, targets, w)

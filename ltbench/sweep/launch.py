@@ -4,6 +4,10 @@ A sweep becomes one SLURM job array (``executor.batch()``) with an array-paralle
 a ``submitit.helpers.Checkpointable``: on timeout or preemption submitit calls ``checkpoint`` and
 requeues the same call, and the trainer resumes from its last epoch checkpoint, so the run ends with
 the same result as an uninterrupted one.
+
+A preset with ``tasks_per_node`` > 1 (``gpu8``: one task per GPU) makes each job one multi-process run: every task
+calls the same ``RunJob``, joins the process group from SLURM's variables (ltbench/distributed/launch.py) and
+trains its shard; rank 0 writes the run's files.
 """
 
 from __future__ import annotations
@@ -32,12 +36,18 @@ class RunJob(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, cfg: RunConfig) -> str:
+        from ltbench.distributed.launch import join_slurm_tasks
+        from ltbench.distributed.world import env_world
         from ltbench.records import read_json, write_result
         from ltbench.run import execute
 
+        join_slurm_tasks()
+        main = env_world().is_main
         try:
-            return execute(cfg, progress=True)["status"]
+            return execute(cfg, progress=main)["status"]
         except Exception as exc:
+            if not main:
+                raise  # a failed rank must fail its task (its traceback in the task's log), not report for the run
             if read_json(cfg.run_dir / "result.json") is None:  # failed before training started
                 cfg.run_dir.mkdir(parents=True, exist_ok=True)
                 write_result(cfg.run_dir, {"run_id": cfg.run_id, "status": "failed", "error": str(exc)})

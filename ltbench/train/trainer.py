@@ -22,6 +22,8 @@ from torch import nn
 
 from ltbench.data.loader import DeviceBatches, epoch_order
 from ltbench.data.transforms import get_transform
+from ltbench.distributed.collectives import agree, barrier, gather_objects, mean_across, sync_buffers
+from ltbench.distributed.world import SINGLE, World
 from ltbench.errors import CheckpointError, FrozenWeightsChanged, LTBenchError, storage_error
 from ltbench.evaluate import evaluate_logits
 from ltbench.method import Method, Stage
@@ -121,8 +123,12 @@ class Trainer:
         recipe: dict | None = None,
         explicit_lrs: frozenset[float] = frozenset(),
         tracker: Tracker | None = None,
+        world: World = SINGLE,
     ) -> None:
         self.method, self.model, self.ctx, self.run_dir = method, model, ctx, Path(run_dir)
+        # a multi-process run (ltbench/distributed/): rank 0 alone writes files; ``step`` is DDP around the step
+        self.world, self.step = world, None
+        self.stopping = False  # the ranks agreed to stop at an epoch's last step: stop after the next one
         self.seed, self.eval_every = seed, eval_every
         self.stages = apply_backbone_recipe(method.stages(), recipe, set(explicit_lrs))
         self.progress = Progress(self.stages, len(ctx.train_y), enabled=progress)
@@ -135,6 +141,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, state: TrainState, mid_epoch: dict | None = None) -> None:
+        if not self.world.is_main:
+            return
         blob = {
             "mid_epoch": mid_epoch,
             "state": state.__dict__,
@@ -155,7 +163,19 @@ class Trainer:
         """The checkpoint's state, or a fresh one if there is none (or it is truncated/corrupt: then it is kept
         aside as ``ckpt.pt.corrupt-<time>`` and the run starts over). Any other failure to load (code that no
         longer matches, content ``weights_only`` refuses, a device problem) stops the run with every file kept.
+        In a multi-process run rank 0 loads first (it alone moves a corrupt file aside and truncates the log),
+        then the others read what it left, so every rank starts from the same state.
         """
+        if not self.world.distributed:
+            return self._load()
+        if self.world.is_main:
+            loaded = self._load()
+        barrier(self.world)
+        if not self.world.is_main:
+            loaded = self._load()
+        return loaded
+
+    def _load(self) -> tuple[TrainState, dict | None]:
         if not self.ckpt_path.exists():
             return TrainState(), None
         if not checkpoint_intact(self.ckpt_path):
@@ -182,9 +202,10 @@ class Trainer:
         done = (state.stage, state.epoch)
         if blob.get("mid_epoch") is not None:  # the method/ctx state of that moment, re-applied in the epoch
             self.mid_epoch = {**blob["mid_epoch"], "method": copy.deepcopy(blob["method"]), "ctx": blob["ctx"]}
-        at = f" step {state.step}" if state.step else ""
-        console(f"ltbench: resuming {self.run_dir.name} at stage {state.stage} epoch {state.epoch}{at}")
-        truncate_log(self.log_path, lambda e: (e["stage"], e["epoch"] + 1) <= done)
+        if self.world.is_main:
+            at = f" step {state.step}" if state.step else ""
+            console(f"ltbench: resuming {self.run_dir.name} at stage {state.stage} epoch {state.epoch}{at}")
+            truncate_log(self.log_path, lambda e: (e["stage"], e["epoch"] + 1) <= done)
         return state, blob.get("optimizer")
 
     # ------------------------------------------------------------------ stage setup
@@ -201,6 +222,10 @@ class Trainer:
         if not params:
             raise LTBenchError(f"stage {stage.name!r} has no trainable parameters")
         self.optimizer = build_optimizer(params, stage)
+        if self.world.distributed:  # rebuilt per stage: the trainable parameters change (ltbench/distributed/ddp.py)
+            from ltbench.distributed.ddp import wrap_step
+
+            self.step = wrap_step(self.method, model, self.ctx.device)
 
     def _trained_module(self, stage: Stage) -> nn.Module:
         module = getattr(self.model, stage.trainable, None)
@@ -226,6 +251,8 @@ class Trainer:
                 self._fit_stage(idx, state, opt_state)
                 opt_state = None
         self.progress.close()
+        sync_buffers(self.world, self.model)  # every rank ends with rank 0's model (the one evaluated and saved)
+        barrier(self.world)
         return state
 
     def _fit_stage(self, idx: int, state: TrainState, opt_state: dict | None) -> None:
@@ -258,6 +285,8 @@ class Trainer:
     def _flag_divergence(self, idx: int, stage: Stage) -> None:
         """A finite loss that grew by orders of magnitude (e.g. a classifier loss of 3e7) is not a NaN, so the
         run finishes, but it must not finish silently: recorded in result.json ``warnings`` and printed."""
+        if not self.world.is_main:  # the log is rank 0's; so is the record
+            return
         losses = [e["loss"] for e in log_entries(self.run_dir) if e["stage"] == idx and e.get("loss") is not None]
         if len(losses) < 2 or not losses[0] > 0 or losses[-1] < DIVERGED_RATIO * losses[0]:
             return
@@ -272,16 +301,21 @@ class Trainer:
         """Seed the epoch, run the method's epoch hook, and return the sample order (and, when resuming
         inside this epoch, the interrupted moment's state, restored here: method, ctx, RNG streams)."""
         ctx = self.ctx
+        sync_buffers(self.world, self.model)  # hooks running the model in eval mode see the same model on all ranks
         torch.manual_seed(seed_for(self.seed, idx, epoch))
         ctx.generator.manual_seed(seed_for(self.seed, idx, epoch, 1))
         ctx.epoch_log = {}
         self.method.on_epoch_start(stage, epoch, self.model, ctx)
         mid, self.mid_epoch = self.mid_epoch, None
         if mid is None:
-            return epoch_order(stage.sampler, ctx.train_y, ctx.data.num_classes, ctx.generator, ctx.subset), None
+            order = epoch_order(stage.sampler, ctx.train_y, ctx.data.num_classes, ctx.generator, ctx.subset)
+            if self.world.distributed:  # one global order above; each rank's augmentations from its own stream
+                ctx.generator.manual_seed(seed_for(self.seed, idx, epoch, 4, self.world.rank))
+            return order, None
         self.method.load_state_dict(to_device(mid["method"], ctx.device))  # undo what the hook redid mid-epoch
         ctx.load_state_dict(copy.deepcopy(mid["ctx"]))
-        ctx.generator.set_state(mid["generator"])
+        states = mid.get("generators") or [mid["generator"]]  # per rank (exact when resumed with as many ranks)
+        ctx.generator.set_state(states[self.world.rank % len(states)])
         torch.set_rng_state(mid["torch_rng"])
         if mid.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(mid["cuda_rng"], ctx.device)
@@ -299,9 +333,12 @@ class Trainer:
     def _interrupt(self, idx: int, epoch: int, step: int, state: TrainState, order, sums, counters) -> None:
         """Write the mid-epoch checkpoint (after ``step`` complete steps) and stop."""
         cuda = torch.cuda.get_rng_state(self.ctx.device) if self.ctx.device.type == "cuda" else None
+        generators = gather_objects(self.world, self.ctx.generator.get_state())
+        sums = mean_across(self.world, sums)
         mid = {
             "order": order.cpu(),
-            "generator": self.ctx.generator.get_state(),
+            "generator": generators[0],
+            **({"generators": generators} if self.world.distributed else {}),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": cuda,
             "sums": {k: v.cpu() for k, v in sums.items()},
@@ -318,8 +355,9 @@ class Trainer:
         batches = DeviceBatches(
             ctx.data, ctx.train_x, ctx.train_y, order, stage.batch_size, transform, ctx.generator, stage.views,
             stage.drop_last or ctx.compiled, ctx.channels_last, seed_for(self.seed, idx, epoch, 2),
-            self._pair_order(idx, stage, epoch, len(order)),
+            self._pair_order(idx, stage, epoch, len(order)), (self.world.rank, self.world.size),
         )  # fmt: skip
+        step = self.step or (lambda b, s, e: self.method.training_step(model, b, s, e))
         self._train_mode(stage)
         sums = {k: v.to(ctx.device) for k, v in mid["sums"].items()} if mid else {}
         counters = dict(mid["counters"]) if mid else {"images": 0, "seconds": 0.0}
@@ -328,7 +366,7 @@ class Trainer:
         for it, batch in enumerate(batches.iterate(first), first):
             set_lr(opt, stage.lr * lr_factor(stage, epoch, it, n_steps))
             with ctx.autocast():
-                out = self.method.training_step(model, batch, stage, epoch)
+                out = step(batch, stage, epoch)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             if stage.grad_clip:
@@ -337,22 +375,28 @@ class Trainer:
             for k, v in out.items():
                 if isinstance(v, torch.Tensor) and v.numel() == 1:
                     sums[k] = sums.get(k, 0) + v.detach().float()
-            counters["images"] += len(batch["y"])
+            counters["images"] += batches.global_size(it)
+            # several ranks agree on stopping at check steps only (one all-reduce, where the loss is read anyway)
+            stop = self.stopping or (bool(self.stop) and not self.world.distributed)
             if (it + 1) % CHECK_EVERY == 0 or it + 1 == n_steps:
-                self._check_finite(sums["loss"], idx, epoch, it)
+                total, agreed = agree(self.world, sums["loss"], bool(self.stop))
+                stop = stop or agreed
+                self._check_finite(total, idx, epoch, it)
                 rate = counters["images"] / (counters["seconds"] + time.perf_counter() - t0)
-                loss = float(sums["loss"]) / (it + 1)
+                loss = total / self.world.size / (it + 1)
                 self.progress.step(it + 1, loss, rate)
                 seen = sum(t["images"] for t in state.timing.values()) + counters["images"]
                 self.tracker.step(seen, {"loss": loss, "lr": opt.param_groups[0]["lr"], "images_per_s": rate})
-            if self.stop and it + 1 < n_steps:
+            if stop and it + 1 < n_steps:
                 counters["seconds"] += time.perf_counter() - t0
                 self._interrupt(idx, epoch, it + 1, state, order, sums, counters)
+            self.stopping = stop  # at the last step: the epoch ends (checkpoint), the next one stops after a step
         counters["seconds"] += time.perf_counter() - t0
         self._end_epoch(idx, stage, epoch, state, sums, counters, n_steps)
 
     def _end_epoch(self, idx, stage, epoch, state, sums, counters, n_steps) -> None:
         seconds, n_images = counters["seconds"], counters["images"]
+        sums = mean_across(self.world, sums)
         entry = {
             "stage": idx,
             "stage_name": stage.name,
@@ -363,17 +407,18 @@ class Trainer:
         }
         entry.update({k: float(v) / max(1, n_steps) for k, v in sums.items()})
         entry.update(self.ctx.epoch_log)
+        tim = state.timing.setdefault(stage.name, {"seconds": 0.0, "images": 0})
+        tim["seconds"] += seconds
+        tim["images"] += n_images
+        if not self.world.is_main:  # rank 0 evaluates and writes; the others go on to the next epoch
+            return
         if self._should_eval(stage, epoch):
             entry["test_acc"] = self._quick_eval()
         append_jsonl(self.log_path, entry)
         self.tracker.epoch(sum(s.epochs for s in self.stages[:idx]) + epoch, entry)
-        tim = state.timing.setdefault(stage.name, {"seconds": 0.0, "images": 0})
-        tim["seconds"] += seconds
-        tim["images"] += n_images
         self.progress.end_epoch(entry)
 
-    def _check_finite(self, loss_sum: torch.Tensor, idx: int, epoch: int, it: int) -> None:
-        value = float(loss_sum)
+    def _check_finite(self, value: float, idx: int, epoch: int, it: int) -> None:
         if not math.isfinite(value):
             raise Diverged(
                 f"loss became {value} in stage {self.stages[idx].name!r}, epoch {epoch + 1}, "

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ltbench.data.transforms import KORNIA_SYNCS
+from ltbench.distributed.gather import gather_rows, gather_views
 from ltbench.losses import LDAMLoss, class_balanced_weights
 from ltbench.losses.contrastive import kcl_masks, kcl_queue_masks
 from ltbench.method import HP, Method, Stage
@@ -195,11 +196,17 @@ class ContrastiveTwoStage(Method):
         return self.hp.get("positives", "random")
 
     def kcl_contrast(self, model: ContrastiveModel, batch: dict) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """(anchors, their labels, contrast set, P mask, A mask) of KCL, in-batch or with the queue (§6)."""
+        """(anchors, their labels, contrast set, P mask, A mask) of KCL, in-batch or with the queue (§6).
+
+        Several processes (ltbench/distributed/): in-batch, the views of the whole global batch are gathered, so the
+        anchors, contrast set and masks are those of one process with the global batch; with the queue, the anchors
+        stay local (their per-anchor losses need only the keys and the queue) and the queue takes every rank's
+        keys, as MoCo's ``concat_all_gather``."""
         v1, v2 = batch["x"]
         y, k = batch["y"], self.hp["k"]
         if model.queue is None:  # SimCLR-style: all 2B views are anchors and contrast candidates
-            z = model.embed(torch.cat([v1, v2]))
+            z = gather_views(model.embed(torch.cat([v1, v2])), 2)
+            y = gather_rows(y)
             pos, den = kcl_masks(y, k)
             return z, y.repeat(2), z, pos, den
         if model.key_encoder is None:  # keys from the encoder itself, without gradient
@@ -212,7 +219,7 @@ class ContrastiveTwoStage(Method):
                 keys = model.key_encoder(v2)
         pos, den = kcl_queue_masks(y, model.queue.labels, k, positives=self.queue_positives)
         contrast = torch.cat([keys, model.queue.keys.to(keys.dtype)])  # a copy: enqueue below is safe
-        model.queue.enqueue(keys, y)
+        model.queue.enqueue(gather_rows(keys), gather_rows(y))
         return q, y, contrast, pos, den
 
     def on_stage_start(self, stage, model, ctx) -> None:

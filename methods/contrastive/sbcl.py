@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ltbench.distributed.gather import gather_rows, gather_views
 from ltbench.losses.contrastive import contrastive_loss, sbcl_loss, supcon_masks
 from ltbench.method import HP
 from ltbench.methods.contrastive.common import FT_SCHEDULES, IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
@@ -179,12 +180,12 @@ class SBCL(ContrastiveTwoStage):
 
     def contrastive_step(self, model, batch, epoch) -> dict:
         v1, v2 = batch["x"]
-        z = model.embed(torch.cat([v1, v2]))
-        y, hp = batch["y"], self.hp
+        z = gather_views(model.embed(torch.cat([v1, v2])), 2)  # the global batch (ltbench/distributed/gather.py)
+        y, hp = gather_rows(batch["y"]), self.hp
         if self.subclasses is None or epoch < hp["supcon_epochs"]:  # SupCon warm-up at τ, scaled per warmup_scale
             loss = contrastive_loss(z, z, *supcon_masks(y), hp["temperature"])
             return {"loss": self.warmup_factor * loss}
-        sub = self.subclasses[batch["index"]]
+        sub = self.subclasses[gather_rows(batch["index"])]
         loss = sbcl_loss(z, y, sub, self.class_tau, hp["temperature"], hp["base_temperature"], hp["gamma"])
         return {"loss": loss}
 

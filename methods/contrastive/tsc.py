@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ltbench.distributed.gather import gather_rows, gather_views
 from ltbench.errors import ConfigError
 from ltbench.losses.contrastive import (
     TSC_VARIANTS,
@@ -187,7 +188,11 @@ class TSC(ContrastiveTwoStage):
         anchors, labels, contrast, pos, den = self.kcl_contrast(model, batch)
         tau = self.hp["temperature"]
         if self.variant != "code_cifar":  # the matching variants track centroids during the warm-up too
-            self.centroids = update_centroids(self.centroids, anchors, labels, self.hp["centroid_momentum"])
+            # centroid statistics of the global batch (in-batch anchors are gathered already; queue anchors local)
+            seen, seen_labels = (
+                (anchors, labels) if model.queue is None else (gather_rows(anchors), gather_rows(labels))
+            )
+            self.centroids = update_centroids(self.centroids, seen, seen_labels, self.hp["centroid_momentum"])
         if warm_up:
             return {"loss": contrastive_loss(anchors, contrast, pos, den, tau)}
         self.steps += 1
@@ -206,8 +211,8 @@ class TSC(ContrastiveTwoStage):
         a regular simplex every order is equivalent). No centroids, no matching; τ/τ_base = 1 (both 0.07).
         """
         v1, v2 = batch["x"]
-        z = model.embed(torch.cat([v1, v2]))
-        rows, labels = targets_as_samples(z, batch["y"], self.targets, self.hp["target_repeat"])
+        z = gather_views(model.embed(torch.cat([v1, v2])), 2)  # the global batch's views (several processes)
+        rows, labels = targets_as_samples(z, gather_rows(batch["y"]), self.targets, self.hp["target_repeat"])
         pos, den = kcl_masks(labels, self.hp["k"])
         return contrastive_loss(rows, rows, pos, den, self.hp["temperature"])
 
