@@ -6,10 +6,10 @@ SWEEP=$1
 OUT=$2
 shift 2
 mkdir -p "$OUT"
-ltbench table "$SWEEP" --format markdown --metrics macro_f1,g_mean,ece --out "$OUT/table.md"
+ltbench table "$SWEEP" --format markdown --metrics macro_f1,g_mean,ece,auc --out "$OUT/table.md"
 ltbench table "$SWEEP" --format markdown --shots 500,200 --out "$OUT/table_500_200.md"
-ltbench table "$SWEEP" --format latex --metrics macro_f1,g_mean,ece --out "$OUT/table.tex"
-ltbench table "$SWEEP" --format csv --metrics macro_f1,g_mean,ece,wn_var --out "$OUT/summary.csv"
+ltbench table "$SWEEP" --format latex --metrics macro_f1,g_mean,ece,auc --out "$OUT/table.tex"
+ltbench table "$SWEEP" --format csv --metrics macro_f1,g_mean,ece,auc,wn_var --out "$OUT/summary.csv"
 python -c "import sys; from ltbench.report import load_records; load_records(sys.argv[1]).to_csv(sys.argv[2], index=False)" \
     "$SWEEP" "$OUT/records.csv"
 for kind in groups per-class "$@"; do
