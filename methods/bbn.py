@@ -153,6 +153,16 @@ class BBN(Method):
         "lr_drop_1": HP(119, "BBN: lr x0.01 from 1-based epoch 120 (milestone 120, stepped at epoch start; §16.4)",
                         epoch=True),
         "lr_drop_2": HP(159, "BBN: lr x1e-4 from 1-based epoch 160 (§16.4)", epoch=True),
+        "lr_factor": HP(0.01, "BBN: each milestone multiplies the lr by 0.01 on CIFAR, 0.1 on iNat (§16.4)"),
+    }  # fmt: skip
+    # configs/iNaturalist2018.yaml (§16.4): ResNet-50 from scratch, 180 epochs (α's D = 200), batch 128, lr 0.05,
+    # x0.1 at 120 and 160, wd 1e-4, no warm-up. ImageNet-LT has no BBN config: PROPOSAL §16.7 (90 epochs, D = 100,
+    # batch 256, lr 0.1, wd 5e-4, 5 warm-up epochs, x0.1 at 60 and 80). Milestones stepped at the epoch's start.
+    presets = {
+        "inat2018": {"backbone": "resnet50", "epochs": 180, "batch_size": 128, "lr": 0.05, "weight_decay": 1e-4,
+                     "warmup_epochs": 0, "lr_drop_1": 119, "lr_drop_2": 159, "lr_factor": 0.1},
+        "imagenet_lt": {"backbone": "resnet50", "epochs": 90, "batch_size": 256, "lr": 0.1, "weight_decay": 5e-4,
+                        "warmup_epochs": 5, "lr_drop_1": 59, "lr_drop_2": 79, "lr_factor": 0.1},
     }  # fmt: skip
 
     def build_model(self, backbone: nn.Module, num_classes: int, class_counts: list[int]) -> nn.Module:
@@ -177,7 +187,7 @@ class BBN(Method):
                 nesterov=True,
                 warmup_epochs=hp["warmup_epochs"],
                 warmup_start=hp["warmup_factor"],
-                milestones=((hp["lr_drop_1"], 0.01), (hp["lr_drop_2"], 1e-4)),
+                milestones=((hp["lr_drop_1"], hp["lr_factor"]), (hp["lr_drop_2"], round(hp["lr_factor"] ** 2, 15))),
                 pair_sampler="reversed",
                 drop_last=True,  # main/train.py L97
             )

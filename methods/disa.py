@@ -9,7 +9,8 @@ labels enter the alignment term.
 
 Variants (``variant``): ``learned_head`` (default, the abstract's "learning classifier") trains the linear
 classifier with the backbone; ``code`` reproduces the release, whose optimiser is given the backbone only, so
-the classifier stays at its random initialisation. In both the ETF module's BatchNorm keeps its initial affine
+the classifier stays at its random initialisation; ``fixed_etf_head`` (PROPOSAL) makes the ETF itself the
+classifier, logits ĥ·M/τ, with no linear layer. In all three the ETF module's BatchNorm keeps its initial affine
 parameters (1, 0), as in the release. CIFAR-100 uses ResNet-32 at base width 32 (``resnet32_w2``): the ETF needs
 feature dimension d >= C.
 """
@@ -30,7 +31,7 @@ from ltbench.methods.mixing import StepDraws, epoch_rng, steps_bound
 from ltbench.ot import disa_sinkhorn
 from ltbench.registry import METHODS
 from ltbench.train.context import Context
-from ltbench.train.recipes import sgd_hparams, sgd_stage
+from ltbench.train.recipes import large_scale_presets, schedule_hp, scheduled, sgd_hparams, sgd_stage
 
 SRC = "DisA release cifar_train.py (docs/methods.md §15.2)"
 
@@ -41,7 +42,8 @@ def simplex_etf(dim: int, num_classes: int, generator: torch.Generator | None = 
     if dim < num_classes:
         raise ConfigError(
             f"disa: a simplex ETF of {num_classes} vertices needs feature dimension >= {num_classes}, the backbone "
-            f"gives {dim}; use a wider backbone (CIFAR-100: --backbone resnet32_w2, 128-d, as the release does)"
+            f"gives {dim}; use a wider backbone (CIFAR-100: --backbone resnet32_w2, 128-d, as the release does) "
+            f"or a neck (--set neck_dim=N, N >= {num_classes})"
         )
     p, _ = torch.linalg.qr(torch.rand(dim, num_classes, generator=generator, dtype=torch.float64))
     centre = torch.eye(num_classes, dtype=torch.float64) - 1.0 / num_classes
@@ -57,23 +59,41 @@ def disa_loss(features: Tensor, etf: Tensor, eps: float = 1.0, max_iter: int = 2
 
 
 class DisAModel(nn.Module):
-    """Backbone → linear classifier (the logits), plus the ETF module on the same features: BatchNorm1d, L2
-    normalisation, and the fixed ETF buffer (stored with the weights, so a resumed run aligns to the same M)."""
+    """Backbone (→ optional neck) → linear classifier (the logits), plus the ETF module on the same features:
+    BatchNorm1d, L2 normalisation, and the fixed ETF buffer (stored with the weights, so a resumed run aligns to
+    the same M).
+
+    ``neck_dim`` > 0 puts Linear(d, neck_dim) + BatchNorm1d between the backbone and both heads, so that a
+    backbone narrower than the class count (ResNet-50's 2048-d on iNat's 8,142 classes) can still carry an exact
+    C-vertex ETF (PROPOSAL §15.5). ``etf_tau`` > 0 replaces the linear classifier by the fixed ETF itself, logits
+    ĥ·M/τ (the ``fixed_etf_head`` variant, PROPOSAL §15.5); no linear layer is built then."""
 
     etf: Tensor
 
-    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, neck_dim: int = 0, etf_tau: float = 0.0) -> None:
         super().__init__()
-        dim = backbone.feature_dim
         self.backbone = backbone
-        self.head = nn.Linear(dim, num_classes)
-        nn.init.kaiming_normal_(self.head.weight)  # the release's _weights_init; default bias init
+        dim = neck_dim or backbone.feature_dim
+        self.neck = nn.Sequential(nn.Linear(backbone.feature_dim, dim), nn.BatchNorm1d(dim)) if neck_dim else None
+        self.etf_tau = etf_tau
+        self.head = None if etf_tau else nn.Linear(dim, num_classes)
+        if self.head is not None:
+            nn.init.kaiming_normal_(self.head.weight)  # the release's _weights_init; default bias init
         self.etf_bn = nn.BatchNorm1d(dim)
         self.etf_bn.requires_grad_(False)  # never given to the release's optimiser: affine stays (1, 0)
-        self.register_buffer("etf", simplex_etf(dim, num_classes))
+        self.register_buffer("etf", simplex_etf(dim, num_classes))  # drawn after the head, as before (same runs)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
+        return self.logits(self.features(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """h: the backbone's pooled features, through the neck when there is one (what both heads read)."""
+        h = self.backbone(x)
+        return h if self.neck is None else self.neck(h)
+
+    def logits(self, h: Tensor) -> Tensor:
+        """The classifier on h: the linear head, or ĥ·M/τ when the ETF is the classifier."""
+        return self.head(h) if self.head is not None else self.aligned(h) @ self.etf / self.etf_tau
 
     def aligned(self, h: Tensor) -> Tensor:
         """ĥ = normalise(BN(h)): the features the ETF alignment sees."""
@@ -100,9 +120,17 @@ class DisA(Method):
         "sinkhorn_iters": HP(200, "Sinkhorn iteration cap (sinkhorn.py, §15.2)"),
         "sinkhorn_thresh": HP(0.1, "Sinkhorn stop threshold on the change of u (sinkhorn.py, §15.2)"),
         "mixup_alpha": HP(1.0, "mixup λ ~ Beta(1, 1) on every batch (cifar_train.py, §15.1 step 1)"),
-        "variant": HP("learned_head", "PROPOSAL §15.5: learned_head; code = classifier frozen at init (release)",
-                      choices=("learned_head", "code")),
+        "schedule": schedule_hp("DisA (§15.2)"),
+        "neck_dim": HP(0, "PROPOSAL §15.5: 0 = none; Linear(d, n) + BN before both heads when d < C (iNat: 8192)"),
+        "etf_tau": HP(0.1, "PROPOSAL §15.5 (no source; the paper's definition is unknown, §15.4): fixed_etf_head "
+                      "logits ĥ·M/τ, s = 1/τ = 10"),
+        "variant": HP("learned_head", "PROPOSAL §15.5: learned_head; code = classifier frozen at init (release); "
+                      "fixed_etf_head = the ETF is the classifier (ĥ·M/τ)",
+                      choices=("learned_head", "code", "fixed_etf_head")),
     }  # fmt: skip
+    # ImageNet-LT / iNat (PROPOSAL §15.5; only CIFAR code is released): classifier-balancing's large-scale recipe,
+    # DRW for the last third, mixup and λ_DisA as on CIFAR; iNat's 8,142 classes need the 8192-d neck.
+    presets = large_scale_presets(hparams, imagenet_lt={"drw_epoch": 60}, inat2018={"drw_epoch": 60, "neck_dim": 8192})
 
     def __init__(self, hp: dict[str, Any], info: DataInfo) -> None:
         super().__init__(hp, info)
@@ -110,15 +138,17 @@ class DisA(Method):
         self.draws = StepDraws()
 
     def build_model(self, backbone: nn.Module, num_classes: int, class_counts: list[int]) -> nn.Module:
-        model = DisAModel(backbone, num_classes)
-        if self.hp["variant"] == "code":
+        hp = self.hp
+        etf_tau = hp["etf_tau"] if hp["variant"] == "fixed_etf_head" else 0.0
+        model = DisAModel(backbone, num_classes, hp["neck_dim"], etf_tau)
+        if hp["variant"] == "code":
             model.head.requires_grad_(False)  # the release's SGD gets model.parameters() only (§15.1 caveat)
         return model
 
     def stages(self) -> list[Stage]:
         hp = self.hp
         milestones = ((hp["lr_drop_1"], 0.1), (hp["lr_drop_2"], 0.01))
-        return [sgd_stage(hp, warmup_epochs=hp["warmup_epochs"], milestones=milestones)]
+        return [sgd_stage(hp, warmup_epochs=hp["warmup_epochs"], **scheduled(hp, milestones))]
 
     def on_stage_start(self, stage: Stage, model: nn.Module, ctx: Context) -> None:
         self.criterion.to(ctx.device)
@@ -135,8 +165,8 @@ class DisA(Method):
         x, y = batch["x"], batch["y"]
         lam = self.draws.next()["lam"]
         perm = torch.randperm(len(y), device=x.device)
-        h = model.backbone(lam * x + (1 - lam) * x[perm])
-        logits = model.head(h)
+        h = model.features(lam * x + (1 - lam) * x[perm])
+        logits = model.logits(h)
         ce = lam * self.criterion(logits, y) + (1 - lam) * self.criterion(logits, y[perm])
         align = disa_loss(model.aligned(h), model.etf, self.hp["eps"], self.hp["sinkhorn_iters"],
                           self.hp["sinkhorn_thresh"])  # fmt: skip

@@ -352,3 +352,97 @@ def test_otmix_pairs_each_foreground_with_the_background_the_plan_prefers():
     x = torch.zeros(3, 1, 4, 4)
     j, _ = method.ot_pairing(model, x, x, bg_y, fg_y)
     assert j[0].item() == 2  # the class-1 foreground goes onto the class-2 background (cf[1, 2] = 0.9)
+
+
+# ---------------------------------------------------------------------------------------------- large-scale presets
+def _preset(method_cls, dataset: str):
+    return resolve(RunConfig(method=method_cls.name, dataset=dataset, preset=(dataset,)), method_cls)
+
+
+def test_bbn_inat_preset_is_the_release_config_and_imagenet_lt_the_proposal():
+    """configs/iNaturalist2018.yaml (§16.4): ResNet-50, 180 epochs (D = 200), batch 128, lr 0.05, x0.1 at 1-based
+    epochs 120 and 160, wd 1e-4, no warm-up; ImageNet-LT (§16.7): 90 epochs (D = 100), batch 256, lr 0.1, wd 5e-4,
+    warm-up from 1/3 over 5 epochs, x0.1 at 60 and 80."""
+    res = _preset(BBN, "inat2018")
+    assert res.backbone == "resnet50"
+    [stage] = BBN(res.hp, _info([5, 3])).stages()
+    assert (stage.epochs, stage.batch_size, stage.weight_decay, stage.nesterov) == (180, 128, 1e-4, True)
+    lrs = _lrs(stage, [1, 119, 120, 159, 160, 180])
+    assert lrs == pytest.approx([0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005], rel=1e-12)
+    assert cumulative_alpha(179, 180) == pytest.approx(1 - (179 / 200) ** 2)  # α ends at 0.199, not 0
+    res = _preset(BBN, "imagenet_lt")
+    [stage] = BBN(res.hp, _info([5, 3])).stages()
+    assert (stage.epochs, stage.batch_size, stage.weight_decay) == (90, 256, 5e-4)
+    lrs = _lrs(stage, [1, 5, 59, 60, 79, 80, 90])
+    assert lrs == pytest.approx([0.1 * (1 / 3 + (2 / 3) / 5), 0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rel=1e-12)
+    assert cumulative_alpha(89, 90) == pytest.approx(1 - 0.89**2)
+    # CIFAR keeps x0.01 / x1e-4 (§16.4)
+    [stage] = BBN(_full_hp(BBN), _info([5, 3])).stages()
+    assert _lrs(stage, [119, 120, 160]) == pytest.approx([0.1, 1e-3, 1e-5], rel=1e-12)
+
+
+@pytest.mark.parametrize("dataset, wd", [("imagenet_lt", 5e-4), ("inat2018", 1e-4)])
+def test_otmix_and_disa_large_scale_presets_train_from_scratch_with_classifier_balancing_recipe(dataset, wd):
+    """PROPOSALS §14.6 / §15.5: classifier-balancing's stage 1 (90 epochs, batch 512, lr 0.2, per-epoch cosine,
+    no warm-up); OTmix: ERM with the val split's confusion on ImageNet-LT, DRW from epoch 68 on iNat; DisA: DRW for
+    the last third, the 8192-d neck on iNat (8,142 classes > 2048)."""
+    for cls in (OTmix, DisA):
+        res = _preset(cls, dataset)
+        assert res.backbone == "resnet50"
+        [stage] = cls(res.hp, _info([5, 3])).stages()
+        assert (stage.epochs, stage.batch_size, stage.lr, stage.weight_decay) == (90, 512, 0.2, wd)
+        assert (stage.schedule, stage.milestones, stage.warmup_epochs) == ("cosine_epoch", (), 0)
+    otmix, disa = _preset(OTmix, dataset).hp, _preset(DisA, dataset).hp
+    if dataset == "imagenet_lt":
+        assert (otmix["base_loss"], otmix["conf_source"]) == ("ce", "val")
+        assert (disa["drw_epoch"], disa["neck_dim"]) == (60, 0)
+    else:
+        assert (otmix["base_loss"], otmix["drw_epoch"], otmix["conf_source"]) == ("ce_drw", 68, "train")
+        assert (disa["drw_epoch"], disa["neck_dim"]) == (60, 8192)
+    # the CIFAR recipes are unchanged: step milestones
+    assert OTmix(_full_hp(OTmix), _info([5, 3])).stages()[0].milestones == ((100, 0.1), (160, 0.01), (200, 1e-4))
+    assert DisA(_full_hp(DisA), _info([5, 3])).stages()[0].milestones == ((160, 0.1), (180, 0.01))
+
+
+def test_disa_neck_lets_a_narrow_backbone_carry_a_full_etf():
+    """§15.5: Linear(d, n) + BN before both heads when d < C; the error without it names both ways out."""
+    torch.manual_seed(0)
+    counts = [5] * 100
+    method = DisA(_full_hp(DisA, "cifar100_lt", neck_dim=128), _info(counts, "cifar100_lt"))
+    model = method.build_model(build_backbone("resnet32", 32), 100, counts)
+    assert model.etf.shape == (128, 100) and model.head.in_features == 128
+    assert isinstance(model.neck[0], torch.nn.Linear) and model.neck[0].in_features == 64
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    h = model.features(x)
+    assert h.shape == (3, 128)
+    torch.testing.assert_close(model(x), model.head(model.neck(model.backbone(x))))
+    with pytest.raises(ConfigError, match="neck_dim"):
+        DisA(_full_hp(DisA, "cifar100_lt"), _info(counts, "cifar100_lt")).build_model(
+            build_backbone("resnet32", 32), 100, counts
+        )
+
+
+def test_disa_fixed_etf_head_classifies_with_the_etf_and_builds_no_linear_layer(tmp_path):
+    """variant=fixed_etf_head (PROPOSAL §15.5): logits = ĥ·M/τ; the only parameters are the backbone's; a run
+    trains the backbone end to end and records the variant."""
+    torch.manual_seed(0)
+    counts = [6, 3, 2]
+    method = DisA(_full_hp(DisA, variant="fixed_etf_head", etf_tau=0.5), _info(counts))
+    backbone = build_backbone("resnet32", 32)
+    model = method.build_model(backbone, 3, counts).eval()
+    assert model.head is None
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
+        p.numel() for p in backbone.parameters()
+    )
+    x = torch.randn(4, 3, 32, 32)
+    h = model.backbone(x)
+    by_hand = F.normalize(model.etf_bn(h), dim=1) @ model.etf * 2.0
+    torch.testing.assert_close(model(x), by_hand)
+    assert by_hand.abs().max() <= 2.0 + 1e-6  # cosines with unit vertices, times s = 1/τ = 2
+    hparams = {"variant": "fixed_etf_head", "batch_size": 100}
+    cfg = RunConfig(method="disa", dataset="synthetic_lt", out=str(tmp_path), epochs=1, eval_every=0,
+                    precision="fp32", device="cpu", hparams=hparams)  # fmt: skip
+    result = execute(cfg, progress=False)
+    assert result["status"] == "done"
+    assert result["extras"]["disa_variant"] == "fixed_etf_head"

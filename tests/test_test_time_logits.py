@@ -263,6 +263,8 @@ CASES = [pytest.param(name, {}, id=name) for name in METHODS.names()] + [
     pytest.param("otmix", {"base_loss": "ce"}, id="otmix-ce"),
     pytest.param("kcl", {"stage2": "ce_cb"}, id="kcl-ce_cb"),
     pytest.param("disa", {"variant": "code"}, id="disa-code"),
+    pytest.param("disa", {"variant": "fixed_etf_head"}, id="disa-fixed_etf_head"),
+    pytest.param("disa", {"neck_dim": 16}, id="disa-neck"),
     pytest.param("bns_ipdpp", {"head_init": "random"}, id="bns_ipdpp-random_head"),
 ]
 

@@ -48,6 +48,33 @@ CB_LARGE_SCALE: dict[str, dict[str, Any]] = {
 }
 
 
+def large_scale_presets(hparams: dict[str, HP], **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``--preset imagenet_lt | inat2018`` for a method that has no large-scale recipe of its own: CB_LARGE_SCALE
+    restricted to the hparams the method declares (plus the backbone), then the method's ``extra[dataset]``."""
+    return {
+        dataset: {**{k: v for k, v in recipe.items() if k == "backbone" or k in hparams}, **extra.get(dataset, {})}
+        for dataset, recipe in CB_LARGE_SCALE.items()
+    }
+
+
+def schedule_hp(source: str) -> HP:
+    """The ``schedule`` hparam of a method whose paper decays the lr in steps at its ``lr_drop_*`` milestones;
+    the large-scale presets switch it to classifier-balancing's per-epoch cosine."""
+    return HP(
+        "step",
+        f"{source}: step decay at the lr_drop milestones; cosine_epoch = classifier-balancing's CosineAnnealingLR "
+        "stepped per epoch (the imagenet_lt / inat2018 presets); cosine = per iteration",
+        choices=("step", "cosine", "cosine_epoch"),
+    )
+
+
+def scheduled(hp: dict[str, Any], milestones: tuple[tuple[int, float], ...]) -> dict[str, Any]:
+    """Stage fields for ``hp["schedule"]``: the milestones under ``step`` (also for records from before the hparam
+    existed), none under a cosine schedule."""
+    schedule = hp.get("schedule", "step")
+    return {"schedule": schedule, "milestones": milestones if schedule == "step" else ()}
+
+
 def sgd_hparams(source: str, epochs: int) -> dict[str, HP]:
     """The five SGD hparams every CIFAR recipe declares (epochs, lr, batch 128, momentum 0.9, wd 2e-4), with the
     recipe's source: OTmix, DisA and BBN share them with LDAM-DRW's and differ only in schedule."""
