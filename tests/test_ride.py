@@ -178,3 +178,72 @@ def test_rotation_is_nearest_neighbour_like_torchvision():
     out = _rotation()(x)
     values = set(x.unique().tolist()) | {0.0}
     assert set(out.unique().tolist()) <= values and not torch.equal(out, x)
+
+
+# ---------------------------------------------------------------------------------------------- ImageNet backbones
+@pytest.mark.parametrize(("name", "zeroed"), [("resnet50", False), ("timm:resnext50_32x4d", True)])
+def test_timm_resnets_split_like_the_release(name, zeroed):
+    """RIDE fb_resnets (§5): stem + layer1-2 shared, per-expert layer3-4 at 192/384 bottleneck widths (1,536-d
+    features); the trunk is the backbone's own modules, the experts are independent and initialised as the
+    backbone is (ltbench's resnet50 keeps every BN at 1; timm's default zero-initialises each block's last BN)."""
+    from ltbench.methods.ride.experts import TimmResNetExperts, num_stages
+    from ltbench.models.backbones import build_backbone
+
+    torch.manual_seed(0)
+    backbone = build_backbone(name, 32)
+    layer1 = backbone.model.layer1
+    model = multi_expert_model(backbone, num_classes=5, num_experts=3, shared_stages=num_stages(backbone) - 2)
+    experts = model.backbone
+    assert isinstance(experts, TimmResNetExperts) and experts.shared[0] is layer1
+    assert experts.widths == (64, 128, 192, 384) and experts.feature_dim == 1536
+    a, b = experts.experts[0], experts.experts[1]
+    assert a[0][0].conv1.in_channels == 512 and a[1][-1].conv3.out_channels == 1536  # layer2's output feeds it
+    assert not torch.equal(a[0][0].conv1.weight, b[0][0].conv1.weight)
+    assert bool((a[1][-1].bn3.weight == 0).all()) is zeroed
+    out = model.forward_experts(torch.randn(2, 3, 32, 32))
+    assert out.logits.shape == (3, 2, 5) and out.features.shape == (3, 2, 1536)
+    assert not any(n.startswith(("backbone.stem.0", "layer3", "layer4")) for n, _ in model.named_parameters()
+                   if n.startswith("backbone.shared"))  # fmt: skip
+    with pytest.raises(ConfigError, match="not a timm ResNet"):
+        multi_expert_model(build_backbone("vit_tiny", 32), num_classes=5)
+
+
+def test_imagenet_lt_preset_is_the_release_config():
+    """RIDE's ImageNet-LT config (§5): ResNet-50, 100 epochs, batch 256, lr 0.1, wd 2e-4, warm-up 5, x0.1 at 60
+    and 80, DRW + temperature (α 0.02) from 80, no rotation; ride_ea's router reads the top 50 (ImageNet)."""
+    from ltbench.resolve import resolve
+
+    for name in ("ride", "ride_ea"):
+        cls = METHODS.get(name)
+        res = resolve(RunConfig(method=name, dataset="imagenet_lt", preset=("imagenet_lt",)), cls)
+        assert res.backbone == "resnet50"
+        hp = res.hp
+        assert (hp["reweight_epoch"], hp["alpha"], hp["lambda_div"]) == (80, 0.02, -0.2)
+        stage = cls(hp, _info()).stages()[0]
+        assert (stage.epochs, stage.batch_size, stage.lr, stage.weight_decay) == (100, 256, 0.1, 2e-4)
+        assert stage.milestones == ((60, 0.1), (80, 0.01)) and stage.transform == "standard"
+    assert resolve(RunConfig(method="ride_ea", dataset="imagenet_lt", preset=("imagenet_lt",)),
+                   METHODS.get("ride_ea")).hp["router_top_k"] == 50  # fmt: skip
+    cifar = METHODS.get("ride")(
+        resolve(RunConfig(method="ride", dataset="cifar10_lt"), METHODS.get("ride")).hp, _info()
+    )
+    assert cifar.stages()[0].milestones == ((160, 0.01), (180, 1e-4)) and cifar.stages()[0].transform == "ride"
+
+
+def test_stage_key_of_a_record_from_before_the_new_hparams_is_unchanged():
+    """A finished ride run recorded before ``lr_factor`` / ``rotation`` existed still serves ride_ea --from."""
+    from ltbench.resolve import resolve
+
+    cls = METHODS.get("ride")
+    hp = resolve(RunConfig(method="ride", dataset="cifar10_lt"), cls).hp
+    old = {k: v for k, v in hp.items() if k not in ("lr_factor", "rotation")}
+    assert cls(old, _info()).stage_key(0) == cls(hp, _info()).stage_key(0)
+    assert cls(old, _info()).stages() == cls(hp, _info()).stages()
+
+
+def test_ride_trains_end_to_end_on_a_timm_resnet(tmp_path):
+    cfg = RunConfig(method="ride", dataset="synthetic_lt", backbone="timm:resnet18", epochs=1, eval_every=0,
+                    device="cpu", precision="fp32", out=str(tmp_path), hparams={"batch_size": 100})  # fmt: skip
+    rec = execute(cfg, progress=False)
+    assert rec["status"] == "done"
+    assert all(torch.isfinite(torch.tensor([e["loss"], e["kl"]])).all() for e in log_entries(cfg.run_dir))

@@ -76,7 +76,9 @@ def create(name: str, pretrained: bool = False, recipe: dict | None = None, **kw
             f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). timm fetches them from the Hugging "
             "Face hub: run once online (or copy them into $HF_HOME) and retry, or drop --pretrained"
         ) from exc
-    return TimmBackbone(model, name, recipe)
+    backbone = TimmBackbone(model, name, recipe)
+    backbone.create_kwargs = dict(kwargs)  # how it was built: a method can build more of the same (RIDE's experts)
+    return backbone
 
 
 def resnet50(image_size: int, pretrained: bool = False, **kwargs) -> TimmBackbone:

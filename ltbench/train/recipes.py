@@ -97,7 +97,10 @@ def sgd_stage(hp: dict[str, Any], name: str = "train", **fields: Any) -> Stage:
 def ldam_cifar_stage(hp: dict[str, Any], name: str = "train", **overrides: Any) -> Stage:
     """The single SGD stage of the LDAM-DRW CIFAR recipe, from resolved hparams (epoch values scaled)."""
     schedule = hp.get("schedule", "step")  # (runs recorded before the hparam existed: step)
-    milestones = ((hp["lr_drop_1"], 0.01), (hp["lr_drop_2"], 1e-4)) if schedule == "step" else ()
+    factor = hp.get("lr_factor", 0.01)  # RIDE's ImageNet-LT preset: 0.1 (the others do not declare it)
+    milestones = (
+        ((hp["lr_drop_1"], factor), (hp["lr_drop_2"], round(factor * factor, 15))) if schedule == "step" else ()
+    )
     fields = dict(schedule=schedule, warmup_epochs=hp["warmup_epochs"], milestones=milestones)
     return sgd_stage(hp, name, **{**fields, **overrides})
 

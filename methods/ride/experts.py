@@ -13,10 +13,10 @@ returns the ensemble logits, so evaluation and FLOP counting need no special cas
 Which stages are per-expert. RIDE splits before the last two stages in both of its backbones: ResNet-32
 shares stem + stage 1 (per-expert stages 2-3, widths 24/48 with ``reduce_dimension``), ResNet-50 shares
 stem + stages 1-2 (per-expert stages 3-4, 192/384 bottleneck widths). ``shared_stages=None`` applies that
-rule to any CifarResNet (ResNet-18/34 with a CIFAR stem: per-expert stages 3-4, widths 192/384). The
-ImageNet ResNet-50 is registered (``resnet50``, a timm model) but has no ``stem`` / ``stages`` / ``widths``
-interface, so RIDE cannot split it into experts yet: RIDE runs on the CIFAR ResNets only (the ResNet-50
-widths above are the release's, for when it does).
+rule to any CifarResNet (ResNet-18/34 with a CIFAR stem: per-expert stages 3-4, widths 192/384). timm ResNets
+and ResNeXts (``resnet50``, ``timm:resnext50_32x4d``, the release's ImageNet-LT / iNat backbones) are split the
+same way by :class:`TimmResNetExperts`, each expert's layers built by timm from the backbone's own name and
+arguments at the reduced widths.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ltbench.models.cifar_resnet import BasicBlock, CifarResNet, PadShortcut
 from ltbench.models.heads import CosineHead
 
 # Registered backbones that are CifarResNets (ltbench/models/backbones.py); listed in the error message.
-SUPPORTED_BACKBONES = ("resnet32", "resnet18_cifar", "resnet34_cifar")
+SUPPORTED_BACKBONES = ("resnet32", "resnet18_cifar", "resnet34_cifar", "resnet50", "timm:<a timm ResNet/ResNeXt>")
 # RIDE `reduce_dimension`: per-expert widths x 3/4 (ResNet-32 32/64 -> 24/48, ResNet-50 256/512 -> 192/384;
 # frank-xwang/RIDE-LongTailRecognition model/ldam_drw_resnets/ride_resnet_cifar.py and fb_resnets/ResNet.py)
 REDUCED_WIDTH_FACTOR = 0.75
@@ -139,6 +139,71 @@ def _expert_stages(base: CifarResNet, shared_stages: int, widths: tuple[int, ...
     return nn.Sequential(*full.stages[shared_stages:])
 
 
+class TimmResNetExperts(nn.Module):
+    """RIDE's split of a timm ResNet / ResNeXt (RIDE model/fb_resnets/ResNet.py, ResNeXt.py): the stem and the
+    first ``shared_stages`` of layer1-4 are shared; every expert owns the remaining layers at ¾ width
+    (``reduce_dimension``; ResNet-50: 192/384 bottleneck widths, 1,536-d features), built by timm from the
+    backbone's model name and arguments, so block type, cardinality and initialisation are the backbone's.
+    A pretrained backbone keeps its weights in the shared trunk; the experts start fresh, as RIDE trains them.
+    Same interface as :class:`ExpertBackbone`."""
+
+    def __init__(
+        self, backbone: nn.Module, num_experts: int = 3, shared_stages: int | None = None, reduce_dimension: bool = True
+    ) -> None:
+        super().__init__()
+        from ltbench.models.timm_backbones import create
+
+        model = _check_timm_resnet(backbone)
+        layers = [model.layer1, model.layer2, model.layer3, model.layer4]
+        shared_stages = len(layers) - 2 if shared_stages is None else shared_stages
+        if not 0 <= shared_stages < len(layers):
+            raise ConfigError(f"shared_stages must be in [0, {len(layers) - 1}] for this backbone, got {shared_stages}")
+        if num_experts < 1:
+            raise ConfigError(f"num_experts must be >= 1, got {num_experts}")
+        expansion = type(model.layer4[-1]).expansion
+        planes = [info["num_chs"] // expansion for info in model.feature_info[1:]]  # layer1..4 (timm's record)
+        factor = REDUCED_WIDTH_FACTOR if reduce_dimension else 1.0
+        widths = tuple(planes[:shared_stages]) + tuple(int(round(w * factor)) for w in planes[shared_stages:])
+        self.num_experts, self.shared_stages = num_experts, shared_stages
+        self.stem = nn.Sequential(model.conv1, model.bn1, model.act1, model.maxpool)
+        self.shared = nn.ModuleList(layers[:shared_stages])
+        kwargs = {**getattr(backbone, "create_kwargs", {}), "channels": widths}
+        nets = [create(backbone.timm_name, False, **kwargs).model for _ in range(num_experts)]
+        names = ("layer1", "layer2", "layer3", "layer4")[shared_stages:]
+        self.experts = nn.ModuleList(nn.Sequential(*(getattr(net, n) for n in names)) for net in nets)
+        self.feature_dim = widths[-1] * expansion
+        self.widths = widths
+
+    def forward_shared(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.shared:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.forward_shared(x)
+        return torch.stack([expert(h).mean(dim=(2, 3)) for expert in self.experts])
+
+
+def _check_timm_resnet(backbone: nn.Module) -> nn.Module:
+    model = getattr(backbone, "model", None)
+    if type(model).__name__ != "ResNet" or not hasattr(model, "layer4"):
+        raise ConfigError(
+            f"RIDE's multi-expert model splits a ResNet at a stage boundary; timm model "
+            f"{getattr(backbone, 'timm_name', type(backbone).__name__)!r} is not a timm ResNet/ResNeXt. "
+            f"Supported backbones: {', '.join(SUPPORTED_BACKBONES)}"
+        )
+    return model
+
+
+def num_stages(backbone: nn.Module) -> int:
+    """How many residual stages a backbone has (RIDE gives each expert the last ``expert_stages`` of them)."""
+    if hasattr(backbone, "timm_name"):
+        _check_timm_resnet(backbone)
+        return 4
+    return len(_check_backbone(backbone).stages)
+
+
 class ExpertHeads(nn.Module):
     """One unscaled cosine head per expert (LDAM's NormedLinear; RIDE ``use_norm``): E x B x d -> E x B x C."""
 
@@ -181,6 +246,7 @@ def multi_expert_model(
     reduce_dimension: bool = True,
     scale: float = RIDE_SCALE,
 ) -> MultiExpertModel:
-    """RIDE's multi-expert classifier from a registered CIFAR ResNet backbone (see the module docstring)."""
-    experts = ExpertBackbone(backbone, num_experts, shared_stages, reduce_dimension)
+    """RIDE's multi-expert classifier from a CIFAR ResNet or a timm ResNet/ResNeXt (see the module docstring)."""
+    split = TimmResNetExperts if hasattr(backbone, "timm_name") else ExpertBackbone
+    experts = split(backbone, num_experts, shared_stages, reduce_dimension)
     return MultiExpertModel(experts, num_classes, scale)

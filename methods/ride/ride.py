@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ltbench.losses import LDAMLoss, class_balanced_weights
 from ltbench.method import HP, Method, Stage
-from ltbench.methods.ride.experts import RIDE_SCALE, multi_expert_model
+from ltbench.methods.ride.experts import RIDE_SCALE, multi_expert_model, num_stages
 from ltbench.registry import METHODS
 from ltbench.train.context import Context
 from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
@@ -42,6 +42,8 @@ RIDE_HP = {
     "scale": HP(RIDE_SCALE, "RIDE: cosine logits x s = 30 (§5)"),
     "reduce_dimension": HP(True, "RIDE README: --reduce_dimension 1 (per-expert widths x 3/4, §5)"),
     "expert_stages": HP(2, "RIDE code: the last two stages are per-expert (ResNet-32 and ResNet-50, §5)"),
+    "lr_factor": HP(0.01, "RIDE CIFAR config: each milestone multiplies the lr by 0.01; ImageNet-LT 0.1 (§5)"),
+    "rotation": HP(True, "RIDE CIFAR loaders: RandomRotation(15) after crop + flip; not in its ImageNet loaders (§5)"),
     "teacher": HP("", "PROPOSAL §5: distillation off; a finished run's directory turns it on", type=str),
     "distill_temperature": HP(1.5, "config_imbalance_cifar100_distill_ride.json: distill_temperature 1.5 (§5)"),
     "distill_weight": HP(1.0, "RIDELossWithDistill additional_distill_loss_factor default 1.0"),
@@ -105,6 +107,14 @@ class RIDE(Method):
 
     paper = "Wang et al., Long-tailed Recognition by Routing Diverse Distribution-Aware Experts, ICLR 2021"
     hparams = RIDE_HP
+    # RIDE's ImageNet-LT config (§5): ResNet-50, 100 epochs, batch 256, lr 0.1 (Nesterov), wd 2e-4, warm-up 5,
+    # x0.1 at 60 and 80, DRW + temperature (α 0.02) from 80, λ_div the RIDELoss default -0.2, no rotation.
+    # ResNeXt-50 (the MODEL_ZOO's best row): add --backbone timm:resnext50_32x4d.
+    presets = {
+        "imagenet_lt": {"backbone": "resnet50", "epochs": 100, "batch_size": 256, "lr": 0.1, "weight_decay": 2e-4,
+                        "warmup_epochs": 5, "lr_drop_1": 60, "lr_drop_2": 80, "lr_factor": 0.1,
+                        "reweight_epoch": 80, "alpha": 0.02, "rotation": False},
+    }  # fmt: skip
 
     def __init__(self, hp, info) -> None:
         super().__init__(hp, info)
@@ -116,21 +126,20 @@ class RIDE(Method):
         # RIDE CIFAR config: the LDAM-DRW schedule (warm-up 5, x0.01 at 160 and 180), nesterov, wd 5e-4; the
         # distillation config warms up for 20 epochs
         warmup = self.hp["distill_warmup_epochs"] if self.hp["teacher"] else self.hp["warmup_epochs"]
-        return [ldam_cifar_stage(self.hp, nesterov=True, transform="ride", warmup_epochs=warmup)]
+        transform = "ride" if self.hp.get("rotation", True) else "standard"
+        return [ldam_cifar_stage(self.hp, nesterov=True, transform=transform, warmup_epochs=warmup)]
 
     def stage_key(self, index: int) -> dict:
         """RIDE's training stage reads only RIDE's hparams: a finished ``ride`` run can stand in for stage 1 of
         ``ride_ea`` (``--from``), whose router hparams do not touch it."""
-        return {"method": "ride", "hp": {k: self.hp[k] for k in RIDE_HP}}
+        return {"method": "ride", "hp": {k: self.hp.get(k, RIDE_HP[k].default) for k in RIDE_HP}}
 
     def build_model(self, backbone: nn.Module, num_classes: int, class_counts: list[int]) -> nn.Module:
-        n_stages = len(getattr(backbone, "stages", ()))
-        shared = max(0, n_stages - self.hp["expert_stages"])
         return multi_expert_model(
             backbone,
             num_classes,
             num_experts=self.hp["num_experts"],
-            shared_stages=shared if n_stages else None,
+            shared_stages=max(0, num_stages(backbone) - self.hp["expert_stages"]),
             reduce_dimension=self.hp["reduce_dimension"],
             scale=self.hp["scale"],
         )

@@ -41,6 +41,8 @@ class RIDEEA(RIDE):
     display_name = "RIDE-EA"
 
     hparams = RIDE_EA_HP
+    # the router reads the top 50 of the running logits on ImageNet (ride_ea ImageNet-LT config, §5)
+    presets = {"imagenet_lt": {**RIDE.presets["imagenet_lt"], "router_top_k": 50}}
 
     def stages(self) -> list[Stage]:
         hp = self.hp
