@@ -190,8 +190,8 @@ def _check_timm_resnet(backbone: nn.Module) -> nn.Module:
     if type(model).__name__ != "ResNet" or not hasattr(model, "layer4"):
         raise ConfigError(
             f"RIDE's multi-expert model splits a ResNet at a stage boundary; timm model "
-            f"{getattr(backbone, 'timm_name', type(backbone).__name__)!r} is not a timm ResNet/ResNeXt. "
-            f"Supported backbones: {', '.join(SUPPORTED_BACKBONES)}"
+            f"{getattr(backbone, 'timm_name', type(backbone).__name__)!r} is not a timm ResNet/ResNeXt; "
+            f"supported backbones: {', '.join(SUPPORTED_BACKBONES)}"
         )
     return model
 
