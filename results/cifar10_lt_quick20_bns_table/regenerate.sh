@@ -2,14 +2,14 @@
 # Regenerates results/cifar10_lt_quick20_bns_table/: the rows of the BNS+IP-DPP paper's comparison table that
 # ltbench has measured, plus BBN, on the shared real CIFAR-10-LT (IR 100, ResNet-32, seed 0) at the `quick`
 # preset (every stage 20 epochs, milestones and mixing windows scaled), bf16 autocast
-# (slurm/quick20_bns_table.toml). NOT the papers' recipes: compare methods at equal budget only. The committed
-# folder holds OTmix, DisA, BBN, CE and LDAM-DRW (METHODS, below); add the other rows of the spec to METHODS
-# to extend it (the contrastive methods and BNS+IP-DPP take hours each on a CPU). Tables in the paper's layout:
+# (slurm/quick20_bns_table.toml). NOT the papers' recipes: compare methods at equal budget only. By default all
+# twelve rows of the spec (about 4 CPU-hours; the contrastive methods and BNS+IP-DPP take 25-40 min each);
+# METHODS=a,b,... runs some of them. The committed folder was made in two parts (README: which rows at which
+# commit); this script at one commit regenerates it whole. Tables in the paper's layout:
 # shot groups 500/200 (many > 500, few < 200 training images: 5/2/3 classes), the published numbers beside.
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] [METHODS=otmix,disa,...] bash results/cifar10_lt_quick20_bns_table/regenerate.sh
 source "$(dirname "$0")/../common.sh"
-METHODS=${METHODS:-otmix,disa,bbn,ce,ldam_drw}
-ltbench sweep slurm/quick20_bns_table.toml --methods "$METHODS" --launcher slurm --preset localhost \
+ltbench sweep slurm/quick20_bns_table.toml ${METHODS:+--methods "$METHODS"} --launcher slurm --preset localhost \
     --data-root "$DATA" --out "$RUNS" --wait
 SWEEP=$RUNS/cifar10_lt_quick20_bns_table
 bash "$(dirname "$0")/tables.sh" "$SWEEP"
