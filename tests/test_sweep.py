@@ -89,6 +89,21 @@ def test_local_launcher_runs_in_subprocesses(tmp_path):
     assert rec["status"] == "done"
 
 
+def test_local_launcher_refuses_an_array_limit_it_cannot_honour(tmp_path):
+    """submitit's local executor starts every job at once: ``--array-parallelism`` below the number of runs was
+    silently ignored (7 runs at once exhausted a 24 GB machine); now a clear error, a non-zero exit, nothing run."""
+    cmd = [sys.executable, "-m", "ltbench", "sweep", "--methods", "ce,focal", "--datasets", "synthetic_lt"]
+    cmd += ["--epochs", "1", "--out", str(tmp_path), "--name", "p", "--launcher", "local", "--array-parallelism", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "--array-parallelism 1 is not honoured by the local launcher" in out.stderr
+    assert "--launcher slurm" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "p" / ".submitit").exists()
+    configs = expand(_spec(methods=["ce"], seeds=[0]), out=str(tmp_path))
+    with pytest.raises(ConfigError, match="not honoured"):
+        submit(configs * 2, "local", tmp_path / ".submitit", array_parallelism=1)
+
+
 def test_cli_dry_run_counts(tmp_path):
     cmd = [
         sys.executable,

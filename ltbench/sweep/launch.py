@@ -103,6 +103,14 @@ def submit(
     """Submit every config as one job array; returns the submitit jobs."""
     if not configs:
         return []
+    if launcher == "local" and array_parallelism is not None and array_parallelism < len(configs):
+        # submitit's LocalExecutor has no array throttle: it would start all the runs at once (7 runs of ~3 GB on
+        # a 2-core, 24 GB machine exhausted its memory), so refuse instead of silently ignoring the limit
+        raise ConfigError(
+            f"--array-parallelism {array_parallelism} is not honoured by the local launcher, which starts all "
+            f"{len(configs)} runs at once; use --launcher slurm (slurm/dev-cluster/ starts a one-node cluster on "
+            "this machine), or launch fewer runs (--methods, --seeds), or --launcher debug (one at a time)"
+        )
     executor = make_executor(launcher, folder, preset, array_parallelism)
     with executor.batch():
         jobs = [executor.submit(RunJob(), cfg) for cfg in configs]

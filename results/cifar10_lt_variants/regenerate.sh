@@ -4,9 +4,6 @@
 # BNS+IP-DPP stage-2 subset exact k-DPP / fresh uniform / the release's fixed subset, TSC paper / ImageNet release,
 # SBCL warm-up ×1 / ×1.43. Seven runs, about 4 CPU-hours (two at a time on a 2-core machine: about 2 hours).
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] bash results/cifar10_lt_variants/regenerate.sh
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-DATA=${DATA:-$HOME/.cache/ltbench/data}
-RUNS=${RUNS:-ltbench-out/sweeps}
-ltbench sweep slurm/quick20_variants.toml --launcher local --array-parallelism 2 --data-root "$DATA" --out "$RUNS" --wait
+source "$(dirname "$0")/../common.sh"  # DATA, RUNS, the local one-node SLURM cluster (2 runs at a time)
+ltbench sweep slurm/quick20_variants.toml --launcher slurm --preset localhost --data-root "$DATA" --out "$RUNS" --wait
 bash results/cifar10_lt_variants/tables.sh "$RUNS/cifar10_lt_variants"
