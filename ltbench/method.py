@@ -64,6 +64,9 @@ class Stage:
     warmup_start: float = 0.0  # lr factor at the start of a per-iteration warm-up
     milestones: tuple[tuple[float, float], ...] = ()  # (epoch, absolute lr factor) for "step"
     final_lr_factor: float = 0.0  # cosine floor as a fraction of lr
+    # epochs at which a "cosine" schedule starts a new half cycle from the full lr and the optimizer's state
+    # (momentum) is cleared, as a run that builds a new optimizer there (SBCL's moco/main.py at its phase switch)
+    restarts: tuple[int, ...] = ()
     sampler: str = "instance"  # instance | class_balanced | class_aware | sqrt | reversed | subset
     # a second sampler in lock-step: every batch also carries ``batch["pair"]`` (x, y, index), as many images
     # drawn by this sampler (OTmix's class-balanced foregrounds, BBN's reversed branch); None: no pair
@@ -92,6 +95,8 @@ class Stage:
             bad.append(f"lr={self.lr} (must be a finite number >= 0)")
         if self.batch_size < 1:
             bad.append(f"batch_size={self.batch_size} (must be >= 1)")
+        if any(not 0 < r < self.epochs for r in self.restarts) or (self.restarts and self.schedule != "cosine"):
+            bad.append(f"restarts={self.restarts} (epochs strictly inside the stage, with schedule='cosine')")
         if self.pair_sampler not in (None, "instance", "class_balanced", "sqrt", "reversed"):
             bad.append(f"pair_sampler={self.pair_sampler!r} (one of instance, class_balanced, sqrt, reversed)")
         if bad:

@@ -448,6 +448,7 @@ def test_sbcl_warmup_scale(scale, factor):
         ("tsc", {"kcl_epochs": 0, "variant": "paper"}),
         ("tsc", {"kcl_epochs": 0, "variant": "code_imagenet"}),
         ("sbcl", {"supcon_epochs": 0}),  # clustering before the first epoch
+        ("sbcl", {"supcon_epochs": 0, "queue_size": 64, "momentum": 0.99}),  # the ImageNet-LT release's queue form
     ],
 )
 def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
@@ -472,44 +473,159 @@ def test_one_epoch_per_stage_end_to_end(method, hparams, tmp_path):
         assert read_json(cfg.run_dir / "config.json")["resolved"]["hp"]["variant"] == variant
         assert (blob["method"]["assignment"] is None) == (variant == "code_cifar") and "tsc_targets" in rec["extras"]
     if method == "sbcl":
-        assert rec["extras"]["sbcl_warmup"] == {"scale": "code", "factor": 1.0}
+        queued = bool(hparams.get("queue_size"))
+        assert rec["extras"]["sbcl_form"] == ("moco_queue" if queued else "in_batch")
+        warmup = {"loss": "kcl_queue", "k": 6} if queued else {"scale": "code", "factor": 1.0}
+        assert rec["extras"]["sbcl_warmup"] == warmup
         assert blob["method"]["subclasses"].shape == (sum(rec["data"]["class_counts"]),)
         assert log[0]["subclasses"] == sum(subclass_counts(rec["data"]["class_counts"], 10))
     if method == "kcl":  # what ran: the release's top-k with the queue; in-batch always samples
         assert rec["extras"]["kcl_positives"] == ("topk" if hparams.get("queue_size") else "random (in-batch)")
     if hparams.get("queue_size"):
         assert blob["model"]["queue._extra_state"]["filled"] == 64  # pre-filled, then kept full
+    if method == "sbcl" and hparams.get("queue_size"):  # every slot now holds a key of this run's subclasses
+        assert int(blob["model"]["queue._subclasses"].min()) >= 0
+
+
+def test_sbcl_queue_form_resumes_exactly_at_its_schedule_restart(tmp_path):
+    """Killed at the end of the KCL warm-up (epoch 2 of 4), the queue form resumes to the same metrics as an
+    uninterrupted run: the cosine restarts from the full lr at epoch 2 and the optimizer's momentum is cleared
+    there (once: a new optimizer, as moco/main.py builds), the queue and its subclass ids come from the checkpoint."""
+    from tests.conftest import interrupt_run
+
+    def cfg(out):
+        hp = {"supcon_epochs": 2, "queue_size": 64, "momentum": 0.99, "step": 1, "ft_epochs": 1, "warmup_epochs": 0}
+        hp |= {"batch_size": 64, "lr": 0.05}
+        return RunConfig(
+            method="sbcl", dataset="synthetic_lt", epochs=4, eval_every=0, device="cpu", precision="fp32",
+            out=str(out), hparams=hp,
+        )  # fmt: skip
+
+    empty_steps = []
+    step = torch.optim.SGD.step
+
+    def counting_step(self, *a, **k):
+        empty_steps.append(len(self.state) == 0)
+        return step(self, *a, **k)
+
+    torch.optim.SGD.step = counting_step
+    try:
+        full = execute(cfg(tmp_path / "full"), progress=False)
+    finally:
+        torch.optim.SGD.step = step
+    assert sum(empty_steps) == 3  # the first step of stage 1, of the restart (epoch 2) and of the classifier stage
+    log = log_entries(cfg(tmp_path / "full").run_dir)
+    lrs = [e["lr"] for e in log if e["stage_name"] == "contrastive"]
+    assert lrs[2] == pytest.approx(lrs[0]) and lrs[1] < lrs[0]
+    part = cfg(tmp_path / "part")
+    interrupt_run(part, after_epochs=2)
+    resumed = execute(part, progress=False)
+    assert resumed["metrics"]["per_class"] == full["metrics"]["per_class"]
 
 
 @pytest.mark.parametrize("name", ["kcl", "tsc", "sbcl"])
-def test_imagenet_preset_builds_a_queue_only_for_a_loss_that_reads_it(name):
-    """KCL and TSC contrast with the queue (kcl_contrast); SBCL's loss is in-batch, so it gets no queue or key
-    encoder, even if a preset or an old configuration carries queue_size/momentum."""
+def test_imagenet_preset_builds_the_queue_its_loss_reads_and_cifar_none(name):
+    """The ImageNet-LT releases (KCL/TSC moco/builder.py, SBCL moco/moco.py) contrast with a 65,536-key queue and a
+    momentum encoder, and each loss reads it (kcl_contrast, SBCL's queue_step); the CIFAR defaults build neither."""
     from ltbench.registry import METHODS
     from ltbench.resolve import resolve
 
     cls = METHODS.get(name)
-    hp = resolve(RunConfig(method=name, dataset="imagenet_lt", preset=("imagenet_lt",)), cls).hp
     info = DataInfo(num_classes=3, class_counts=[6, 4, 2], image_size=4, dataset="toy")
-    model = cls({**hp, "proj_dim": 4, "queue_size": 16, "momentum": 0.9}, info).build_model(
-        TinyBackbone(), 3, [6, 4, 2]
-    )
-    reads_queue = name != "sbcl"
-    assert ("queue_size" in cls.hparams) == reads_queue
-    assert (model.queue is not None) == reads_queue and (model.key_encoder is not None) == reads_queue
+    for dataset, preset, queued in [("imagenet_lt", ("imagenet_lt",), True), ("cifar10_lt", (), False)]:
+        hp = resolve(RunConfig(method=name, dataset=dataset, preset=preset), cls).hp
+        assert (hp["queue_size"], hp["momentum"]) == ((65536, 0.999) if queued else (0, 0.0))
+        model = cls({**hp, "proj_dim": 4, "queue_size": 16 if queued else 0}, info).build_model(
+            TinyBackbone(), 3, [6, 4, 2]
+        )
+        assert (model.queue is not None) == queued and (model.key_encoder is not None) == queued
 
 
 def test_sbcl_imagenet_preset_is_the_release_schedule():
-    """SBCL moco/main.py: 400 epochs, wd 1e-4, --cluster 20, --step 5, τ 0.07, warm-up = first half, cosine to 0."""
+    """SBCL moco/main.py: 400 epochs, wd 1e-4, --cluster 20, --step 5, τ 0.07, KCL warm-up = first half, then a new
+    optimizer and a second cosine to 0; moco/loss.py SupConLoss_rank γ = 0.2, τ_r = 0.12; KCL(k=6)."""
     from ltbench.methods.contrastive.sbcl import SBCL
     from ltbench.resolve import resolve
+    from ltbench.train.optim import lr_factor
 
     hp = resolve(RunConfig(method="sbcl", dataset="imagenet_lt", preset=("imagenet_lt",)), SBCL).hp
     want = {"epochs": 400, "weight_decay": 1e-4, "cluster_size": 20, "step": 5, "temperature": 0.07}
     assert {k: hp[k] for k in want} == want
     assert hp["supcon_epochs"] == 200 and hp["final_lr_factor"] == 0.0 and hp["batch_size"] == 256
-    assert "queue_size" not in hp and "momentum" not in hp
+    assert (hp["gamma"], hp["rank_temperature"], hp["k"]) == (0.2, 0.12, 6)
     assert subclass_counts([1280, 20, 5], hp["cluster_size"]) == [64, 1, 1]  # M = max(n_min = 5, 20) = 20
+    info = DataInfo(num_classes=3, class_counts=[1280, 20, 5], image_size=224, dataset="imagenet_lt")
+    pre = SBCL(hp, info).stages()[0]
+    assert pre.restarts == (200,) and pre.schedule == "cosine"
+    lrs = [pre.lr * lr_factor(pre, e, 0, 10) for e in (0, 100, 199, 200, 300)]
+    assert lrs == pytest.approx([0.1, 0.05, 0.1 * 0.5 * (1 + math.cos(math.pi * 199 / 200)), 0.1, 0.05])
+    cifar = resolve(RunConfig(method="sbcl", dataset="cifar10_lt"), SBCL).hp
+    assert SBCL(cifar, info).stages()[0].restarts == ()  # the CIFAR release (SimCLR/main.py): one cosine
+
+
+def _release_rank_loss(q, keys, queue, y, qy, sub, qsub, tau, tau_r, gamma):
+    """moco/loss.py SupConLoss_rank written out per query: logits [q·k_own, q·queue], mean over queries."""
+    total = 0.0
+    for i in range(len(y)):
+        logits = [float(q[i] @ keys[i])] + [float(q[i] @ u) for u in queue]
+        e = [math.exp(v / tau) for v in logits]
+        cluster = [1] + [int(s == sub[i]) for s in qsub]
+        l_cluster = -sum(c * math.log(v / sum(e)) for c, v in zip(cluster, e)) / sum(cluster)
+        inverse = [1] + [int(s != sub[i]) for s in qsub]
+        label = [1] + [int(c == y[i] and s != sub[i]) for c, s in zip(qy, qsub)]
+        er = [math.exp(v / tau_r) for v in logits]
+        denom = sum(w * v for w, v in zip(inverse, er))
+        l_label = -sum(m * (v / tau_r - math.log(denom)) for m, v in zip(label, logits)) / sum(label)
+        total += l_cluster + gamma * l_label
+    return total / len(y)
+
+
+def test_sbcl_queue_loss_by_hand():
+    """SBCL's ImageNet-LT loss against the release's formula evaluated by hand: own key always a positive of both
+    terms; queue entries of the query's subclass are the subclass term's positives and leave the class term's
+    denominator; entries of subclass −1 (enqueued before clustering) are plain negatives."""
+    from ltbench.losses.contrastive import sbcl_queue_loss, sbcl_queue_masks
+
+    g = torch.Generator().manual_seed(3)
+    q, keys, queue = (F.normalize(torch.randn(n, 4, generator=g), dim=1) for n in (3, 3, 6))
+    y, sub = [0, 0, 1], [0, 1, 2]
+    qy, qsub = [0, 0, 1, 0, 1, -1], [0, 1, 2, 0, -1, -1]
+    want = _release_rank_loss(q, keys, queue, y, qy, sub, qsub, 0.07, 0.12, 0.2)
+    masks = sbcl_queue_masks(torch.tensor(y), torch.tensor(sub), torch.tensor(qy), torch.tensor(qsub))
+    got = sbcl_queue_loss(q, torch.cat([keys, queue]), masks, 0.07, 0.12, 0.2)
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    pos_s, den_s, pos_c, den_c = masks
+    assert pos_s[0].tolist() == [True, False, False, True, False, False, True, False, False]  # own key + queue 0, 3
+    assert den_c[0].tolist() == [True, False, False, False, True, True, False, True, True]  # not subclass 0
+
+
+def test_sbcl_queue_form_warms_up_with_kcl_then_contrasts_subclasses():
+    """The queue form (moco/main.py): the queue starts as random keys of class/subclass −1; before the first
+    clustering a step is KCL with k random queue positives and enqueues subclass −1; afterwards SBCL's queue loss,
+    enqueuing each key's current subclass; the in-batch form builds no queue."""
+    from ltbench.methods.contrastive.sbcl import SBCL
+
+    method, model = tiny_method(SBCL, queue_size=8, momentum=0.9, k=2, supcon_epochs=1)
+    assert method.queue_form and model.queue.subclasses.numel() == 0
+
+    class Ctx:
+        generator, device = torch.Generator().manual_seed(0), torch.device("cpu")
+
+        def record(self, *a, **k):
+            pass
+
+    method.on_stage_start(method.stages()[0], model, Ctx())
+    assert model.queue.filled == 8 and set(model.queue.labels.tolist()) == {-1}
+    assert set(model.queue.subclasses.tolist()) == {-1}
+    batch = two_view_batch([0, 1, 0, 2])
+    loss = method.contrastive_step(model, batch, epoch=0)["loss"]
+    loss.backward()
+    assert model.queue.labels[:4].tolist() == [0, 1, 0, 2] and model.queue.subclasses[:4].tolist() == [-1] * 4
+    method.subclasses = torch.tensor([5, 7, 6, 9])  # as after a clustering
+    method.contrastive_step(model, two_view_batch([0, 1, 0, 2], seed=1), epoch=1)["loss"].backward()
+    assert model.queue.subclasses[4:].tolist() == [5, 7, 6, 9]
+    plain, plain_model = tiny_method(SBCL)
+    assert not plain.queue_form and plain_model.queue is None
 
 
 def test_contrastive_model_is_a_classifier():

@@ -86,6 +86,26 @@ def test_cosine_schedule_with_iteration_warmup():
     assert lr_factor(s, 6, 0, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
+def test_cosine_schedule_with_restarts_by_hand():
+    """``restarts``: each listed epoch starts a new half cycle from the full lr, over the epochs up to the next
+    restart (SBCL's moco/main.py: two cosines of 200 epochs); a restart outside the stage or without a cosine is
+    refused."""
+    from ltbench.errors import ConfigError
+
+    s = Stage("s", epochs=10, lr=1.0, batch_size=8, schedule="cosine", restarts=(4,))
+    want = [0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)] + [
+        0.5 * (1 + math.cos(math.pi * e / 6)) for e in range(6)
+    ]
+    assert [lr_factor(s, e, 0, 10) for e in range(10)] == pytest.approx(want)
+    assert lr_factor(s, 3, 5, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 3.5 / 4)))
+    w = Stage("w", epochs=10, lr=1.0, batch_size=8, schedule="cosine", warmup_epochs=2, warmup_per_iter=True,
+              restarts=(6,))  # fmt: skip
+    assert [lr_factor(w, e, 0, 10) for e in (1, 2, 4, 6, 8)] == pytest.approx([0.5, 1.0, 0.5, 1.0, 0.5])
+    for bad in ({"restarts": (0,)}, {"restarts": (10,)}, {"restarts": (3,), "schedule": "step"}):
+        with pytest.raises(ConfigError, match="restarts="):
+            Stage("b", epochs=10, lr=1.0, batch_size=8, **({"schedule": "cosine"} | bad))
+
+
 def test_bf16_autocast_path_runs_on_cpu(out_dir):
     """The same run in bf16 and fp32: bf16 arithmetic was used (the losses differ) and is close to fp32."""
     bf16_cfg, fp32_cfg = (tiny_config(out_dir / p, precision=p, epochs=1) for p in ("bf16", "fp32"))

@@ -28,6 +28,8 @@ __all__ = [
     "sample_mask",
     "sbcl_loss",
     "sbcl_masks",
+    "sbcl_queue_loss",
+    "sbcl_queue_masks",
     "supcon_masks",
     "targeted_contrastive_loss",
     "targets_as_samples",
@@ -294,6 +296,47 @@ def sbcl_loss(
     tau_anchor = class_temperature.to(z.device)[labels].repeat(views)
     cls_term = contrastive_loss(z, z, pos_c, den_c, tau_anchor, reduction="none")
     return ((temperature / base_temperature) * sub_term + gamma * cls_term).mean()
+
+
+def sbcl_queue_masks(
+    labels: Tensor, subclasses: Tensor, queue_labels: Tensor, queue_subclasses: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """SBCL's MoCo-queue masks (release moco/loss.py ``SupConLoss_rank``) over the contrast set [keys (B); queue (K)].
+
+    As in MoCo, a query sees only its own key among the batch's keys. Subclass term: P^s_i = own key ∪ queue
+    entries of i's subclass, A^s_i = own key ∪ the whole queue. Class term: P^c_i = own key ∪ queue entries of
+    i's class but another subclass, A^c_i = own key ∪ every queue entry of another subclass. Queue entries
+    enqueued before the first clustering carry subclass −1 (never i's): negatives of both terms, as released.
+    Returns (B × (B + K)) boolean masks (pos_s, den_s, pos_c, den_c).
+    """
+    own = torch.eye(labels.numel(), dtype=torch.bool, device=labels.device)
+    same_sub = subclasses[:, None] == queue_subclasses.to(labels.device)[None, :]
+    same_cls = labels[:, None] == queue_labels.to(labels.device)[None, :]
+    return (
+        torch.cat([own, same_sub], 1),
+        torch.cat([own, torch.ones_like(same_sub)], 1),
+        torch.cat([own, same_cls & ~same_sub], 1),
+        torch.cat([own, ~same_sub], 1),
+    )
+
+
+def sbcl_queue_loss(
+    queries: Tensor,
+    contrast: Tensor,
+    masks: tuple[Tensor, Tensor, Tensor, Tensor],
+    temperature: float = 0.07,
+    rank_temperature: float = 0.12,
+    gamma: float = 0.2,
+) -> Tensor:
+    """SBCL's ImageNet-LT loss (release moco/loss.py ``SupConLoss_rank``): ℓ = ℓ^s + γ·ℓ^c, mean over the queries.
+
+    ℓ^s at τ (the MoCo temperature, 0.07) on the subclass masks, ℓ^c at the fixed ranking temperature τ_r = 0.12
+    on the class masks of :func:`sbcl_queue_masks`; γ = 0.2 (the release's ``grama``). Unlike the CIFAR form
+    (:func:`sbcl_loss`) there is no τ/τ_b factor and no class-wise temperature.
+    """
+    pos_s, den_s, pos_c, den_c = masks
+    sub_term = contrastive_loss(queries, contrast, pos_s, den_s, temperature)
+    return sub_term + gamma * contrastive_loss(queries, contrast, pos_c, den_c, rank_temperature)
 
 
 def _bns_paper_direction(q: Tensor, v: Tensor, queries: Tensor, negatives: Tensor, tau: float) -> Tensor:

@@ -62,8 +62,8 @@ def lr_factor(stage: Stage, epoch: int, it: int, iters_per_epoch: int) -> float:
                 factor = f
         return factor
     if stage.schedule == "cosine":
-        span = max(1e-8, stage.epochs - w)
-        progress = min(1.0, max(0.0, (t - w) / span))
+        start, end = cosine_cycle(stage, t)
+        progress = min(1.0, max(0.0, (t - start) / max(1e-8, end - start)))
         lo = stage.final_lr_factor
         return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * progress))
     if stage.schedule == "cosine_epoch":
@@ -74,6 +74,14 @@ def lr_factor(stage: Stage, epoch: int, it: int, iters_per_epoch: int) -> float:
     if stage.schedule == "constant":
         return 1.0
     raise ConfigError(f"unknown schedule {stage.schedule!r}; known: step, cosine, cosine_epoch, constant")
+
+
+def cosine_cycle(stage: Stage, t: float) -> tuple[float, float]:
+    """(start, end) epochs of the cosine half cycle that holds time ``t``: after the warm-up to the end of the
+    stage, or between consecutive ``stage.restarts`` (each restart starts again from the full lr)."""
+    bounds = [stage.warmup_epochs, *(r for r in sorted(stage.restarts) if r > stage.warmup_epochs), stage.epochs]
+    start = max(b for b in bounds[:-1] if b <= t) if t >= bounds[0] else bounds[0]
+    return start, bounds[bounds.index(start) + 1]
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

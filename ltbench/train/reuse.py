@@ -23,13 +23,16 @@ from ltbench.errors import ConfigError
 from ltbench.method import DataInfo, Method
 from ltbench.records import is_run_dir, log_entries, read_json, run_state
 
+LATER = ("restarts",)  # Stage fields added after runs were recorded (empty = the old behaviour)
+
 
 def stage_signatures(method: Method, common: dict[str, Any]) -> list[str]:
     """Cumulative digests: signature i covers stages 0..i of ``method`` and the run-level ``common`` fields."""
     h = hashlib.sha256(json.dumps(common, sort_keys=True, default=str).encode())
     out = []
     for i, stage in enumerate(method.stages()):
-        fields = {k: v for k, v in dataclasses.asdict(stage).items() if k != "name"}
+        # a field added later enters only when set, so runs recorded before it still serve ``--from``
+        fields = {k: v for k, v in dataclasses.asdict(stage).items() if k != "name" and not (k in LATER and not v)}
         h.update(json.dumps({"stage": fields, "key": method.stage_key(i)}, sort_keys=True, default=str).encode())
         out.append(h.hexdigest()[:20])
     return out

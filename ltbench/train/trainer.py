@@ -362,6 +362,8 @@ class Trainer:
         sums = {k: v.to(ctx.device) for k, v in mid["sums"].items()} if mid else {}
         counters = dict(mid["counters"]) if mid else {"images": 0, "seconds": 0.0}
         first, n_steps, t0 = state.step if mid else 0, len(batches), time.perf_counter()
+        if epoch in stage.restarts and first == 0:  # a new optimizer there (a mid-epoch resume keeps the saved one)
+            opt.state.clear()
         self.progress.start_epoch(idx, epoch, n_steps)
         for it, batch in enumerate(batches.iterate(first), first):
             set_lr(opt, stage.lr * lr_factor(stage, epoch, it, n_steps))

@@ -114,6 +114,7 @@ class ContrastiveTwoStage(Method):
     hparams = {**STAGE1_HP, **STAGE2_HP}
     presets = {"imagenet_lt": IMAGENET_PRESET}
     step_syncs = dict(KORNIA_SYNCS)  # the supcon views
+    queue_subclasses = False  # SBCL's queue also keeps each key's subclass
 
     def __init__(self, hp, info) -> None:
         super().__init__(hp, info)
@@ -131,7 +132,7 @@ class ContrastiveTwoStage(Method):
         # a queue and key encoder only for a method whose loss reads them (it declares QUEUE_HP: KCL, TSC)
         queue = "queue_size" in self.hparams
         size, momentum = (self.hp.get("queue_size", 0), self.hp.get("momentum", 0.0)) if queue else (0, 0.0)
-        return ContrastiveModel(backbone, head, proj, size, momentum)
+        return ContrastiveModel(backbone, head, proj, size, momentum, self.queue_subclasses)
 
     def stages(self) -> list[Stage]:
         hp = self.hp
@@ -209,18 +210,23 @@ class ContrastiveTwoStage(Method):
             y = gather_rows(y)
             pos, den = kcl_masks(y, k)
             return z, y.repeat(2), z, pos, den
-        if model.key_encoder is None:  # keys from the encoder itself, without gradient
-            q, keys = model.embed(torch.cat([v1, v2])).chunk(2)
-            keys = keys.detach()
-        else:
-            model.momentum_update(self.hp["momentum"])
-            q = model.embed(v1)
-            with torch.no_grad():
-                keys = model.key_encoder(v2)
+        q, keys = self.queries_and_keys(model, v1, v2)
         pos, den = kcl_queue_masks(y, model.queue.labels, k, positives=self.queue_positives)
         contrast = torch.cat([keys, model.queue.keys.to(keys.dtype)])  # a copy: enqueue below is safe
         model.queue.enqueue(gather_rows(keys), gather_rows(y))
         return q, y, contrast, pos, den
+
+    def queries_and_keys(self, model: ContrastiveModel, v1: Tensor, v2: Tensor) -> tuple[Tensor, Tensor]:
+        """MoCo: queries from view 1 (with gradient), keys from view 2 by the momentum encoder after its EMA update,
+        or by the encoder itself (detached) when ``momentum`` = 0."""
+        if model.key_encoder is None:
+            q, keys = model.embed(torch.cat([v1, v2])).chunk(2)
+            return q, keys.detach()
+        model.momentum_update(self.hp["momentum"])
+        q = model.embed(v1)
+        with torch.no_grad():
+            keys = model.key_encoder(v2)
+        return q, keys
 
     def on_stage_start(self, stage, model, ctx) -> None:
         """Stage 2's LDAM buffers go to the device once; pre-fill an empty queue with keys of random un-augmented

@@ -16,14 +16,20 @@ class ContrastiveModel(Classifier):
     """Backbone + classifier head + projection MLP (+ optional momentum key encoder and labelled queue)."""
 
     def __init__(
-        self, backbone: nn.Module, head: nn.Module, projector: nn.Module, queue_size: int = 0, momentum: float = 0.0
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        projector: nn.Module,
+        queue_size: int = 0,
+        momentum: float = 0.0,
+        queue_subclasses: bool = False,
     ) -> None:
         super().__init__(backbone, head)
         self.projector = projector
         self.key_encoder: nn.Module | None = None
         self.queue: LabelledQueue | None = None
         if queue_size > 0:
-            self.queue = LabelledQueue(queue_size, projector.net[-1].out_features)
+            self.queue = LabelledQueue(queue_size, projector.net[-1].out_features, queue_subclasses)
             if momentum > 0:  # MoCo: a copy that only moves by EMA, never by gradients
                 self.key_encoder = nn.Sequential(copy.deepcopy(backbone), copy.deepcopy(projector))
                 self.key_encoder.requires_grad_(False)

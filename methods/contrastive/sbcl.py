@@ -5,10 +5,17 @@ at the subclass level (instance- and subclass-balanced) plus a class term, at cl
 keeps subclasses of one class closer to each other than to other classes. After a SupCon warm-up the
 clusters and temperatures are recomputed every ``step`` epochs from the un-augmented training images.
 Stage 2 as KCL/TSC: LDAM with class-balanced weights from epoch 0 on the frozen encoder.
+
+Two released forms. In-batch (``queue_size`` = 0, the CIFAR release SimCLR/): SupCon warm-up, then
+:func:`sbcl_loss` over the 2B views. MoCo queue (``queue_size`` > 0, the ImageNet-LT release moco/, the
+``imagenet_lt`` preset): queries against their own momentum key and a queue of keys that remembers each key's
+class and subclass; a KCL warm-up (k queue positives) for the first half, then :func:`sbcl_queue_loss`, with
+the optimizer rebuilt and the cosine schedule restarted at the switch, as moco/main.py does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -16,7 +23,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ltbench.distributed.gather import gather_rows, gather_views
-from ltbench.losses.contrastive import contrastive_loss, sbcl_loss, supcon_masks
+from ltbench.losses.contrastive import (
+    contrastive_loss,
+    kcl_queue_masks,
+    sbcl_loss,
+    sbcl_queue_loss,
+    sbcl_queue_masks,
+    supcon_masks,
+)
 from ltbench.method import HP
 from ltbench.methods.contrastive.common import FT_SCHEDULES, IMAGENET_PRESET, QUEUE_HP, ContrastiveTwoStage
 from ltbench.registry import METHODS
@@ -39,6 +53,11 @@ SBCL_HP = {
     "kmeans_iters": HP(35, "SBCL code: k-means ≤ 35 iterations (§8)"),
     "kmeans_tol": HP(1e-3, "SBCL code: k-means tolerance 1e-3 (§8)"),
     "final_lr_factor": HP(1e-4, "SBCL code: cosine to lr·1e-4 (§8)"),
+    # the MoCo-queue form only (queue_size > 0): moco/main.py and moco/loss.py
+    "k": HP(6, "SBCL code moco/main.py: KCL(k=6) warm-up, k random same-class queue positives (queue form, §8)"),
+    "rank_temperature": HP(
+        0.12, "SBCL code moco/loss.py SupConLoss_rank: ranking_temperature = 0.12 of the class term (queue form, §8)"
+    ),
     # SBCL's numbers came from its own code's classifier schedule; 'tsc_supp' stays selectable (§6.3)
     "ft_schedule": HP(
         "sbcl_code",
@@ -125,6 +144,9 @@ def class_temperatures(z: Tensor, labels: Tensor, ks: list[int], temperature: fl
     return torch.where(torch.as_tensor(ks, device=z.device) > 1, tau, torch.full_like(tau, temperature))
 
 
+QUEUE_FORM_HP = ("k", "rank_temperature", *QUEUE_HP)  # read only when queue_size > 0
+
+
 @METHODS.register("sbcl")
 class SBCL(ContrastiveTwoStage):
     """Subclass-balancing contrastive pre-training (periodic per-class k-means), then LDAM on frozen features."""
@@ -132,19 +154,20 @@ class SBCL(ContrastiveTwoStage):
     display_name = "SBCL"
 
     paper = "Hou et al., Subclass-balancing Contrastive Learning for Long-tailed Recognition, ICCV 2023"
-    hparams = {**ContrastiveTwoStage.hparams, **SBCL_HP}
-    # ImageNet-LT: the schedule and clustering of the release's moco/main.py (§8.5), in-batch. The release's
-    # MoCo queue loss (moco/loss.py) is not implemented, so no queue or key encoder is built (the KCL preset's
-    # queue_size/momentum are dropped): a queue the loss does not read would only cost memory and time.
+    hparams = {**ContrastiveTwoStage.hparams, **SBCL_HP, **QUEUE_HP}
+    queue_subclasses = True
+    # ImageNet-LT: the release's moco/main.py + moco/loss.py (§8.5): the MoCo queue form, 400 epochs (200 KCL
+    # warm-up + 200 SBCL, the cosine restarted with a new optimizer at 200), stage 2 as KCL/TSC's ImageNet-LT.
     presets = {
         "imagenet_lt": {
-            **{k: v for k, v in IMAGENET_PRESET.items() if k not in QUEUE_HP},
+            **IMAGENET_PRESET,  # resnet50, batch 256, lr 0.1, queue 65,536, momentum 0.999 (moco/main.py defaults)
             "epochs": 400,  # moco/main.py --epochs 400
             "weight_decay": 1e-4,  # moco/main.py --wd 1e-4
             "cluster_size": 20,  # moco/main.py --cluster 20
             "step": 5,  # moco/main.py --step 5 (re-cluster every 5 epochs)
-            "temperature": 0.07,  # moco/main.py --moco-t 0.07; with τ_b = 0.07 the subclass term is ×1, as released
-            "supcon_epochs": 200,  # moco/main.py: the first epochs // 2 are the warm-up (KCL there, SupCon here)
+            "temperature": 0.07,  # moco/main.py --moco-t 0.07 (both terms' softmax over [own key; queue])
+            "gamma": 0.2,  # moco/loss.py SupConLoss_rank grama = 0.2
+            "supcon_epochs": 200,  # moco/main.py: pretrain_epochs = epochs // 2 (the KCL warm-up)
             "final_lr_factor": 0.0,  # moco/main.py adjust_learning_rate: cosine down to 0
         }
     }
@@ -156,29 +179,62 @@ class SBCL(ContrastiveTwoStage):
         self.class_tau: Tensor | None = None
 
     @property
+    def queue_form(self) -> bool:
+        """The MoCo-queue form of the ImageNet-LT release (``queue_size`` > 0) rather than the in-batch CIFAR form."""
+        return self.hp.get("queue_size", 0) > 0  # a run recorded before the queue form has no queue_size
+
+    def stages(self):
+        """The queue form rebuilds its optimizer and restarts the cosine at the warm-up's end (moco/main.py)."""
+        pre, ft = super().stages()
+        if self.queue_form and 0 < self.hp["supcon_epochs"] < pre.epochs:
+            pre = dataclasses.replace(pre, restarts=(self.hp["supcon_epochs"],))
+        return [pre, ft]
+
+    @property
     def warmup_factor(self) -> float:
         """The warm-up SupCon loss's factor: 1 as released, or τ/τ_b (``warmup_scale``, §8)."""
         hp = self.hp
         return 1.0 if hp["warmup_scale"] == "code" else hp["temperature"] / hp["base_temperature"]
 
     def on_stage_start(self, stage, model, ctx) -> None:
+        queue = model.queue
+        if stage.name == "contrastive" and queue is not None and queue.filled == 0:
+            # moco/moco.py: the queue starts as random unit keys of class and subclass −1 (negatives only); a
+            # resumed queue comes from the checkpoint
+            keys = torch.randn(queue.size, queue.keys.shape[1], generator=ctx.generator, device=ctx.generator.device)
+            none = torch.full((queue.size,), -1, dtype=torch.long)
+            queue.enqueue(keys, none, none)
         super().on_stage_start(stage, model, ctx)
         if stage.name == "contrastive":
-            ctx.record("sbcl_warmup", {"scale": self.hp["warmup_scale"], "factor": self.warmup_factor})
+            form = "moco_queue" if self.queue_form else "in_batch"
+            if self.queue_form:  # moco/main.py: KCL with k random queue positives
+                warmup = {"loss": "kcl_queue", "k": self.hp["k"]}
+            else:  # SimCLR/main.py: SupCon
+                warmup = {"scale": self.hp["warmup_scale"], "factor": self.warmup_factor}
+            ctx.record("sbcl_form", form)
+            ctx.record("sbcl_warmup", warmup)
 
     def on_epoch_start(self, stage, epoch, model, ctx) -> None:
         start, step = self.hp["supcon_epochs"], max(1, self.hp["step"])
         if stage.name != "contrastive" or epoch < start or (epoch - start) % step != 0:
             return
-        z = ctx.infer(model, lambda m, x: m.embed(x))  # eval mode, un-augmented images (§8 PROPOSAL)
+        # eval mode, un-augmented images (§8 PROPOSAL); the queue form clusters the key encoder's features, as
+        # moco/main.py cluster() does (model(im_q=...) without keys returns encoder_k's)
+        encoder = model.key_encoder if self.queue_form and model.key_encoder is not None else model.embed
+        z = ctx.infer(model, lambda m, x: encoder(x))
         hp = self.hp
         self.subclasses = per_class_kmeans(z, ctx.train_y, self.ks, hp["kmeans_iters"], hp["kmeans_tol"], ctx.generator)
-        self.class_tau = class_temperatures(z, ctx.train_y, self.ks, hp["temperature"])
         ctx.record("sbcl_subclasses_per_class", self.ks)
-        used = int(torch.unique(self.subclasses).numel())
-        ctx.log(subclasses=float(used), tau_min=float(self.class_tau.min()), tau_max=float(self.class_tau.max()))
+        used = float(torch.unique(self.subclasses).numel())
+        if self.queue_form:  # moco/loss.py has no class-wise temperatures
+            ctx.log(subclasses=used)
+            return
+        self.class_tau = class_temperatures(z, ctx.train_y, self.ks, hp["temperature"])
+        ctx.log(subclasses=used, tau_min=float(self.class_tau.min()), tau_max=float(self.class_tau.max()))
 
     def contrastive_step(self, model, batch, epoch) -> dict:
+        if self.queue_form:
+            return self.queue_step(model, batch, epoch)
         v1, v2 = batch["x"]
         z = gather_views(model.embed(torch.cat([v1, v2])), 2)  # the global batch (ltbench/distributed/gather.py)
         y, hp = gather_rows(batch["y"]), self.hp
@@ -187,6 +243,30 @@ class SBCL(ContrastiveTwoStage):
             return {"loss": self.warmup_factor * loss}
         sub = self.subclasses[gather_rows(batch["index"])]
         loss = sbcl_loss(z, y, sub, self.class_tau, hp["temperature"], hp["base_temperature"], hp["gamma"])
+        return {"loss": loss}
+
+    def stage_key(self, index: int) -> dict:
+        """The in-batch form reads none of the queue form's hparams: they stay out of its key, so SBCL runs
+        recorded before the queue form existed still serve ``--from``."""
+        key = super().stage_key(index)
+        if not self.queue_form:
+            key = {**key, "hp": {k: v for k, v in key["hp"].items() if k not in QUEUE_FORM_HP}}
+        return key
+
+    def queue_step(self, model, batch, epoch) -> dict:
+        """The ImageNet-LT release's step: queries against [own key; queue], KCL then SBCL (moco/main.py train())."""
+        hp, queue, y = self.hp, model.queue, batch["y"]
+        q, keys = self.queries_and_keys(model, *batch["x"])
+        contrast = torch.cat([keys, queue.keys.to(keys.dtype)])  # a new tensor: the enqueue below is safe
+        if self.subclasses is None or epoch < hp["supcon_epochs"]:  # moco/loss.py KCL, k random queue positives
+            sub = torch.full_like(y, -1)  # moco/imagenet_lt_loader.py: no subclass before the first clustering
+            pos, den = kcl_queue_masks(y, queue.labels, hp["k"], positives="random")
+            loss = contrastive_loss(q, contrast, pos, den, hp["temperature"])
+        else:
+            sub = self.subclasses[batch["index"]]
+            masks = sbcl_queue_masks(y, sub, queue.labels, queue.subclasses)
+            loss = sbcl_queue_loss(q, contrast, masks, hp["temperature"], hp["rank_temperature"], hp["gamma"])
+        queue.enqueue(gather_rows(keys), gather_rows(y), gather_rows(sub))  # every rank's keys (concat_all_gather)
         return {"loss": loss}
 
     def state_dict(self) -> dict:
