@@ -67,6 +67,9 @@ class Stage:
     # epochs at which a "cosine" schedule starts a new half cycle from the full lr and the optimizer's state
     # (momentum) is cleared, as a run that builds a new optimizer there (SBCL's moco/main.py at its phase switch)
     restarts: tuple[int, ...] = ()
+    # the backbone's lr as a fraction of ``lr`` (a pretrained backbone fine-tuned slower than its new head: OLTR's
+    # Places-LT stage 1, config/Places_LT/stage_1.py, feature model 0.001 vs classifier 0.1); 1 = one lr for all
+    backbone_lr_factor: float = 1.0
     sampler: str = "instance"  # instance | class_balanced | class_aware | sqrt | reversed | subset
     # a second sampler in lock-step: every batch also carries ``batch["pair"]`` (x, y, index), as many images
     # drawn by this sampler (OTmix's class-balanced foregrounds, BBN's reversed branch); None: no pair
@@ -97,6 +100,8 @@ class Stage:
             bad.append(f"batch_size={self.batch_size} (must be >= 1)")
         if any(not 0 < r < self.epochs for r in self.restarts) or (self.restarts and self.schedule != "cosine"):
             bad.append(f"restarts={self.restarts} (epochs strictly inside the stage, with schedule='cosine')")
+        if not 0 <= self.backbone_lr_factor < float("inf"):
+            bad.append(f"backbone_lr_factor={self.backbone_lr_factor} (must be a finite number >= 0)")
         if self.pair_sampler not in (None, "instance", "class_balanced", "sqrt", "reversed"):
             bad.append(f"pair_sampler={self.pair_sampler!r} (one of instance, class_balanced, sqrt, reversed)")
         if bad:

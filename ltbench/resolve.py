@@ -22,6 +22,7 @@ class Resolved:
     scale: float
     presets: tuple[str, ...]
     shots: tuple[int, int] = (100, 20)
+    pretrained: bool = False  # --pretrained, or a preset that starts from pretrained weights (Places-LT)
 
 
 def per_dataset(value: Any, dataset: str) -> Any:
@@ -104,7 +105,7 @@ def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] =
     specs: dict[str, HP] = method_cls.hparams
     hp = {k: per_dataset(v.default, cfg.dataset) for k, v in specs.items()}  # defaults may differ by dataset
     presets = cfg.preset or _suggested(dataset_presets, method_cls, cfg)
-    backbone, shots = None, None
+    backbone, shots, pretrained = None, None, cfg.pretrained
     for name in presets:
         if name in SCALE_PRESETS:
             continue
@@ -117,6 +118,8 @@ def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] =
                 backbone = value
             elif key == "shots":
                 shots = tuple(value)
+            elif key == "pretrained":
+                pretrained = bool(value)
             else:
                 hp[key] = value
     explicit = set()
@@ -140,4 +143,5 @@ def resolve(cfg: RunConfig, method_cls: type, dataset_presets: tuple[str, ...] =
         scale=scale,
         presets=tuple(presets),
         shots=tuple(cfg.shots or shots or default_shots(cfg.dataset)),
+        pretrained=pretrained,
     )

@@ -260,7 +260,7 @@ def _train_and_evaluate(
         train_labels=data.train_y.to(device),
     )
     method = method_cls(dict(resolved.hp), info)
-    backbone = build_backbone(resolved.backbone, data.image_size, cfg.pretrained)
+    backbone = build_backbone(resolved.backbone, data.image_size, resolved.pretrained)
     model = method.build_model(backbone, data.num_classes, list(data.class_counts)).to(device)
     if cfg.sync_bn:
         from ltbench.distributed.ddp import convert_sync_bn
@@ -341,7 +341,8 @@ def reuse_stages(
     """``--from``: start this run at the end of the stages a finished run already trained identically."""
     from ltbench.train.reuse import adopt, common_identity, find_source, stage_signatures
 
-    common = common_identity(data_record(data, resolved.shots), resolved.backbone, dataclasses.asdict(cfg), precision)
+    record = data_record(data, resolved.shots)
+    common = common_identity(record, resolved.backbone, dataclasses.asdict(cfg), precision, resolved.pretrained)
     source, k, src_config, src_result = find_source(cfg.from_run, stage_signatures(method, common))
     reused = adopt(source, k, src_config, src_result, cfg.run_dir, method)
     if progress:

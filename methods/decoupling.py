@@ -15,14 +15,15 @@ from ltbench.method import HP, Method, Stage
 from ltbench.methods.one_stage import ce_stage_key
 from ltbench.models.heads import LWSHead, tau_normalised_weight
 from ltbench.registry import METHODS
-from ltbench.train.recipes import CB_LARGE_SCALE, LDAM_CIFAR, ldam_cifar_stage
+from ltbench.train.recipes import CB_LARGE_SCALE, FINETUNE_HP, LDAM_CIFAR, PLACES_LT, ldam_cifar_stage
 
 # Stage 2 of classifier-balancing, its official configs (config/ImageNet_LT/cls_crt.yaml, cls_lws.yaml; the same
-# for Places-LT and iNat18): SGD lr 0.2, momentum 0.9, wd 5e-4, batch 512, cosine to 0 stepped per epoch, the
-# ClassAwareSampler with 4 images per class visit, the frozen feature model left in train mode (its BatchNorm
-# statistics are re-estimated on class-balanced batches); cRT 10 epochs, LWS 5. There is no CIFAR config: the
-# same values are used there (docs/methods.md §4). ``stage2_sampler=class_balanced`` / ``stage2_bn=eval`` give
-# ltbench's earlier protocol (i.i.d. class-balanced draws of N images, BatchNorm frozen in eval mode).
+# for iNat18; Places-LT differs in batch 256 and lr 0.1): SGD lr 0.2, momentum 0.9, wd 5e-4, batch 512, cosine to
+# 0 stepped per epoch, the ClassAwareSampler with 4 images per class visit, the frozen feature model left in train
+# mode (its BatchNorm statistics are re-estimated on class-balanced batches); cRT 10 epochs, LWS 5. There is no
+# CIFAR config: the same values are used there (docs/methods.md §4). ``stage2_sampler=class_balanced`` /
+# ``stage2_bn=eval`` give ltbench's earlier protocol (i.i.d. class-balanced draws of N images, BatchNorm frozen
+# in eval mode).
 STAGE2_HP = {
     "stage2_epochs": HP(10, "classifier-balancing cls_crt.yaml: num_epochs 10 (§4)", epoch="stage2_epochs"),
     "stage2_lr": HP(0.2, "classifier-balancing cls_crt.yaml: lr 0.2 (§4)", range=("log", 0.01, 1.0)),
@@ -41,10 +42,15 @@ STAGE2_HP = {
 }
 
 
+# --preset places_lt: OLTR's stage 1 (recipes.PLACES_LT), then classifier-balancing's Places_LT cls_crt.yaml /
+# cls_lws.yaml stage 2: batch 256, lr 0.1 (the other values as the default above)
+PLACES_STAGE2 = {"stage2_batch_size": 256, "stage2_lr": 0.1}
+
+
 class _TwoStage(Method):
-    hparams = {**LDAM_CIFAR, **STAGE2_HP}
+    hparams = {**LDAM_CIFAR, **FINETUNE_HP, **STAGE2_HP}
     # --preset imagenet_lt | inat2018: classifier-balancing's stage 1 (its stage 2 is the default above)
-    presets = dict(CB_LARGE_SCALE)
+    presets = {**CB_LARGE_SCALE, "places_lt": {**PLACES_LT, **PLACES_STAGE2}}
 
     def head_stage(self, **kw) -> Stage:
         hp = self.hp
@@ -116,10 +122,11 @@ class TauNorm(Method):
     paper = CRT.paper
     hparams = {
         **LDAM_CIFAR,
+        **FINETUNE_HP,
         # PROPOSAL (§4): without a validation split report τ = 1 fixed in advance, never pick τ on test
         "tau": HP(1.0, "PROPOSAL §4: τ fixed in advance when no validation split", range=("uniform", 0.0, 2.0)),
     }
-    presets = dict(CB_LARGE_SCALE)  # --preset imagenet_lt | inat2018: classifier-balancing's stage 1
+    presets = {**CB_LARGE_SCALE, "places_lt": PLACES_LT}  # classifier-balancing's / OLTR's stage 1
     TAUS = [round(0.1 * i, 1) for i in range(21)]  # the official grid 0, 0.1, ..., 2.0 (§4)
 
     def stages(self) -> list[Stage]:

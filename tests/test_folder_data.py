@@ -122,3 +122,77 @@ def test_inat_json_format(tmp_path):
     # the official loaders' iNaturalist statistics and no colour jitter (ImageNet-LT keeps ImageNet's, jitter 0.4)
     assert data.mean == (0.466, 0.471, 0.380) and data.std == (0.195, 0.194, 0.192) and data.color_jitter == 0
     assert data.provenance["normalisation"]["color_jitter"] == 0
+
+
+@pytest.fixture
+def places_lt_root(tmp_path):
+    """DIR/Places365/<class>/*.jpg and DIR/Places_LT/Places_LT_{train,val,test}.txt (OLTR's format)."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "places"
+    lines = {"train": [], "val": [], "test": []}
+    for label, n in enumerate([6, 3, 2]):
+        for split, count in (("train", n), ("val", 1), ("test", 2)):
+            for i in range(count):
+                rel = f"{split}/c{label}/{i:08d}.jpg"
+                _image(root / "Places365" / rel, rng)
+                lines[split].append(f"{rel} {label}")
+    (root / "Places_LT").mkdir()
+    for split, rows in lines.items():
+        (root / "Places_LT" / f"Places_LT_{split}.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_places_lt_preset_fine_tunes_a_pretrained_resnet152_with_a_slower_backbone(places_lt_root, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    """--preset places_lt (OLTR config/Places_LT/stage_1.py): the ImageNet-pretrained ResNet-152 is asked for with
+    its weights, the backbone trains at 0.01 x the head's lr, ×0.1 at epochs 10 and 20 of 30; cRT's stage 2 is
+    classifier-balancing's Places_LT cls_crt.yaml. Offline, the weights are stubbed: the test checks that they
+    were requested and that the record says so; a smaller timm ResNet stands in to keep the test short."""
+    import timm
+
+    from ltbench.records import log_entries, read_json
+
+    asked = []
+    create = timm.create_model
+
+    def offline(name, pretrained=False, **kw):
+        asked.append((name, pretrained))
+        return create("resnet18", pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    cfg = tiny_config(
+        tmp_path / "out", "crt", dataset="places_lt", data_root=str(places_lt_root), image_size=32, workers=2,
+        preset=("places_lt",), epochs=1, hparams={"batch_size": 4, "stage2_batch_size": 4, "stage2_epochs": 1},
+    )  # fmt: skip
+    rec = execute(cfg, progress=False)
+    assert rec["status"] == "done" and rec["data"]["class_counts"] == [6, 3, 2]
+    assert ("resnet152.tv_in1k", True) in asked
+    resolved = read_json(cfg.run_dir / "config.json")["resolved"]
+    assert resolved["pretrained"] is True and resolved["backbone"] == "timm:resnet152.tv_in1k"
+    hp = resolved["hp"]
+    assert (hp["backbone_lr_factor"], hp["weight_decay"], hp["lr"], hp["lr_factor"]) == (0.01, 5e-4, 0.1, 0.1)
+    assert (hp["stage2_batch_size"], hp["stage2_lr"]) == (4, 0.1)  # --set wins over the preset's 256
+    log = log_entries(cfg.run_dir)
+    assert log[0]["lr"] == pytest.approx(0.1)  # the logged lr is the head's; the backbone's is 0.001 (below)
+
+
+def test_backbone_lr_factor_splits_the_optimizer_groups():
+    from torch import nn
+
+    from ltbench.method import Stage
+    from ltbench.train.optim import build_optimizer, set_lr
+
+    model = nn.Module()
+    model.backbone, model.head = nn.Linear(3, 4), nn.Linear(4, 2)
+    params = list(model.named_parameters())
+    stage = Stage("s", epochs=30, lr=0.1, batch_size=8, weight_decay=5e-4, backbone_lr_factor=0.01)
+    opt = build_optimizer(params, stage)
+    set_lr(opt, 0.1)
+    lrs = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert {n: lrs[id(p)] for n, p in params} == pytest.approx(
+        {"backbone.weight": 1e-3, "backbone.bias": 1e-3, "head.weight": 0.1, "head.bias": 0.1}
+    )
+    one = build_optimizer(params, Stage("s", epochs=30, lr=0.1, batch_size=8))
+    assert len(one.param_groups) == 1 and "lr_scale" not in one.param_groups[0]
+    with pytest.raises(ConfigError, match="backbone_lr_factor"):
+        Stage("s", epochs=3, lr=0.1, batch_size=8, backbone_lr_factor=float("nan"))

@@ -12,7 +12,7 @@ from ltbench.resolve import _group, resolve
 
 CASES = [(m, p) for m in METHODS.names() for p in [None, "quick", *sorted(METHODS.get(m).presets)]]
 # presets named after a dataset run on it
-DATASET = {"imagenet_lt": "imagenet_lt", "inat2018": "inat2018", "digits": "digits_lt"}
+DATASET = {"imagenet_lt": "imagenet_lt", "inat2018": "inat2018", "places_lt": "places_lt", "digits": "digits_lt"}
 
 
 def _values(value) -> list[float]:

@@ -31,7 +31,19 @@ def param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float, no
 
 
 def build_optimizer(params: list[tuple[str, nn.Parameter]], stage: Stage) -> torch.optim.Optimizer:
-    groups = param_groups(params, stage.weight_decay, stage.no_decay_1d)
+    """The stage's optimizer; with ``backbone_lr_factor`` != 1 the backbone's parameters form their own groups,
+    whose ``lr_scale`` :func:`set_lr` applies."""
+    if stage.backbone_lr_factor == 1.0:
+        groups = param_groups(params, stage.weight_decay, stage.no_decay_1d)
+    else:
+        backbone = [(n, p) for n, p in params if n.startswith("backbone.")]
+        rest = [(n, p) for n, p in params if not n.startswith("backbone.")]
+        groups = [
+            {**g, "lr_scale": scale}
+            for part, scale in ((rest, 1.0), (backbone, stage.backbone_lr_factor))  # the head's lr is the logged one
+            if part
+            for g in param_groups(part, stage.weight_decay, stage.no_decay_1d)
+        ]
     if stage.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, nesterov=stage.nesterov)
     if stage.optimizer == "adamw":
@@ -85,5 +97,6 @@ def cosine_cycle(stage: Stage, t: float) -> tuple[float, float]:
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every group at ``lr`` times its ``lr_scale`` (1 unless :func:`build_optimizer` split off the backbone)."""
     for g in opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)

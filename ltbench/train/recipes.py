@@ -48,6 +48,36 @@ CB_LARGE_SCALE: dict[str, dict[str, Any]] = {
 }
 
 
+# Places-LT (OLTR config/Places_LT/stage_1.py, the protocol classifier-balancing follows there): an ImageNet-
+# pretrained ResNet-152 (OLTR loads Caffe weights; timm's ``tv_in1k`` are torchvision's, the closest it has),
+# fine-tuned 30 epochs at batch 128, SGD momentum 0.9, wd 5e-4, the feature model at lr 0.001 and the new
+# classifier at 0.1, StepLR ×0.1 every 10 epochs, no warm-up. OLTR's 512-d fc layer after the pooling
+# (use_fc) is its own model part and not used: classifier-balancing's Places configs read 2048-d features.
+PLACES_LT: dict[str, Any] = {
+    "backbone": "timm:resnet152.tv_in1k",
+    "pretrained": True,
+    "epochs": 30,
+    "batch_size": 128,
+    "lr": 0.1,
+    "backbone_lr_factor": 0.01,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 0,
+    "schedule": "step",
+    "lr_drop_1": 10,
+    "lr_drop_2": 20,
+    "lr_factor": 0.1,
+}
+# The hparams a fine-tuning recipe needs beyond the CIFAR recipe's (CE and the decoupling methods declare them)
+FINETUNE_HP: dict[str, HP] = {
+    "backbone_lr_factor": HP(
+        1.0, "1 = one lr; OLTR Places_LT/stage_1.py: feature model 0.001 / classifier 0.1 = 0.01 (places_lt preset)"
+    ),
+    "lr_factor": HP(
+        0.01, "LDAM-DRW: ×0.01 at lr_drop_1, ×0.0001 at lr_drop_2 (§1); OLTR Places-LT StepLR gamma 0.1: 0.1"
+    ),
+}
+
+
 def large_scale_presets(hparams: dict[str, HP], **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``--preset imagenet_lt | inat2018`` for a method that has no large-scale recipe of its own: CB_LARGE_SCALE
     restricted to the hparams the method declares (plus the backbone), then the method's ``extra[dataset]``."""
@@ -102,6 +132,7 @@ def ldam_cifar_stage(hp: dict[str, Any], name: str = "train", **overrides: Any) 
         ((hp["lr_drop_1"], factor), (hp["lr_drop_2"], round(factor * factor, 15))) if schedule == "step" else ()
     )
     fields = dict(schedule=schedule, warmup_epochs=hp["warmup_epochs"], milestones=milestones)
+    fields["backbone_lr_factor"] = hp.get("backbone_lr_factor", 1.0)  # declared by CE and decoupling (Places-LT)
     return sgd_stage(hp, name, **{**fields, **overrides})
 
 

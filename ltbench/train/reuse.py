@@ -23,7 +23,8 @@ from ltbench.errors import ConfigError
 from ltbench.method import DataInfo, Method
 from ltbench.records import is_run_dir, log_entries, read_json, run_state
 
-LATER = ("restarts",)  # Stage fields added after runs were recorded (empty = the old behaviour)
+# Stage fields added after runs were recorded, with the value that means the old behaviour
+LATER = {"restarts": (), "backbone_lr_factor": 1.0}
 
 
 def stage_signatures(method: Method, common: dict[str, Any]) -> list[str]:
@@ -32,13 +33,15 @@ def stage_signatures(method: Method, common: dict[str, Any]) -> list[str]:
     out = []
     for i, stage in enumerate(method.stages()):
         # a field added later enters only when set, so runs recorded before it still serve ``--from``
-        fields = {k: v for k, v in dataclasses.asdict(stage).items() if k != "name" and not (k in LATER and not v)}
+        fields = {
+            k: v for k, v in dataclasses.asdict(stage).items() if k != "name" and not (k in LATER and v == LATER[k])
+        }
         h.update(json.dumps({"stage": fields, "key": method.stage_key(i)}, sort_keys=True, default=str).encode())
         out.append(h.hexdigest()[:20])
     return out
 
 
-def common_identity(data: dict, backbone: str, config: dict, precision: str) -> dict[str, Any]:
+def common_identity(data: dict, backbone: str, config: dict, precision: str, pretrained: bool) -> dict[str, Any]:
     """The run-level part of a stage signature, from a data record (``run.data_record``) and a config dict."""
     prov = data.get("provenance") or {}
     return {
@@ -47,7 +50,7 @@ def common_identity(data: dict, backbone: str, config: dict, precision: str) -> 
         "images": prov.get("index_hash"),
         "val": config.get("val"),
         "backbone": backbone,
-        "pretrained": bool(config.get("pretrained")),
+        "pretrained": bool(pretrained),
         "image_size": config.get("image_size"),
         "seed": config.get("seed"),
         "precision": precision,
@@ -64,7 +67,9 @@ def _source_signatures(run_dir: Path) -> tuple[list[str], dict, dict]:
     info = DataInfo(data["num_classes"], data["class_counts"], data["image_size"], data["name"])
     method = METHODS.get(cfg["method"])(dict(resolved["hp"]), info)
     precision = (result.get("env") or {}).get("precision") or cfg.get("precision")
-    return stage_signatures(method, common_identity(data, resolved["backbone"], cfg, precision)), config, result
+    pretrained = bool(cfg.get("pretrained") or resolved.get("pretrained"))  # --pretrained, or its preset's
+    common = common_identity(data, resolved["backbone"], cfg, precision, pretrained)
+    return stage_signatures(method, common), config, result
 
 
 def find_source(path: str, target: list[str]) -> tuple[Path, int, dict, dict]:
