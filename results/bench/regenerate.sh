@@ -2,13 +2,14 @@
 # Regenerates results/bench/: the outputs behind every speed figure of the README's "Performance" section, each
 # bench's stdout in <part>.txt with the command, commit, date and CPU flags on top. Speed depends on what else
 # runs: train/compare/profile/startup need an otherwise idle machine; dpp/ot/report compare solvers side by side
-# in one process, so their ratios hold under load (the README states the condition each was measured under).
-#   DATA=/path/holding/cifar10 [PARTS="train compare profile startup dpp ot report"] bash results/bench/regenerate.sh
+# in one process, so their ratios hold under load; ddp is a CPU/gloo figure (the README states the condition
+# each was measured under). The dppy column of dpp needs the `dpp` extra (pip install -e ".[dpp]").
+#   DATA=/path/holding/cifar10 [PARTS="train compare profile startup dpp ot report ddp"] bash results/bench/regenerate.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=results/bench
 DATA=${DATA:-$HOME/.cache/ltbench/data}
-PARTS=${PARTS:-train compare profile startup dpp ot report}
+PARTS=${PARTS:-train compare profile startup dpp ot report ddp}
 
 header() {  # what ran, where and when
     echo "# $1"
@@ -33,11 +34,12 @@ for part in $PARTS; do
             for t in 1 2; do
                 run "compare_threads$t" ltbench bench compare --dataset cifar10_lt --data-root "$DATA" --precision both --threads "$t"
             done ;;
+        ddp) run ddp ltbench bench train --dataset digits_lt --devices 2 --threads 1 ;;
         profile) run profile ltbench bench profile --dataset cifar10_lt --data-root "$DATA" --threads 1 ;;
         startup) run startup bash results/bench/startup.sh ;;
         dpp) run dpp ltbench bench dpp ;;
         ot) run ot env OMP_NUM_THREADS=1 ltbench bench ot --repeats 21 ;;
         report) run report ltbench bench report ;;
-        *) echo "unknown part $part (train compare profile startup dpp ot report)" >&2; exit 2 ;;
+        *) echo "unknown part $part (train compare profile startup dpp ot report ddp)" >&2; exit 2 ;;
     esac
 done
