@@ -22,7 +22,7 @@ from ltbench.errors import ConfigError
 from ltbench.records import write_json_atomic, write_result
 from ltbench.report import load_records, load_status, regroup
 from ltbench.report.published import PUBLISHED_CSV, join_published, load_published
-from ltbench.report.table import build_grid, make_table, summarize
+from ltbench.report.table import build_grid, by_imbalance_ratio, make_table, summarize
 
 COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, IR 100 (docs/protocol.md §0.1)
 BASE = [0.9, 0.9, 0.9, 0.9, 0.9, 0.7, 0.7, 0.7, 0.5, 0.5]
@@ -30,7 +30,7 @@ SHIFTS = (0.0, 0.02, 0.04)  # one per seed: means shift by +0.02, sample std of 
 OFFSETS = {"ce": 0.0, "focal": -0.01, "ldam_drw": 0.03}  # overall 78.0 / 77.0 / 81.0
 
 
-def _config(method: str, dataset: str, seed: int, out: Path, lr: float = 0.1) -> dict:
+def _config(method: str, dataset: str, seed: int, out: Path, lr: float = 0.1, ir: float | None = None) -> dict:
     cfg = {
         "backbone": None,
         "compile": False,
@@ -41,7 +41,7 @@ def _config(method: str, dataset: str, seed: int, out: Path, lr: float = 0.1) ->
         "epochs": None,
         "eval_every": 10,
         "hparams": {} if lr == 0.1 else {"lr": lr},
-        "imbalance_ratio": None,
+        "imbalance_ratio": ir,
         "method": method,
         "out": str(out),
         "precision": "auto",
@@ -57,15 +57,21 @@ def _config(method: str, dataset: str, seed: int, out: Path, lr: float = 0.1) ->
     }
     resolved = {"backbone": "resnet32", "hp": {"batch_size": 128, "epochs": 200, "lr": lr}, "presets": []}
     resolved.update(scale=1.0, shots=[100, 20])
-    run_id = f"{method}-{dataset}-s{seed}-fake{abs(hash((method, dataset, lr))) % 10**6:06d}"
+    run_id = f"{method}-{dataset}-s{seed}-fake{abs(hash((method, dataset, lr, ir))) % 10**6:06d}"
     return {"config": cfg, "resolved": resolved, "run_id": run_id, "run_dir": str(out / "runs" / run_id)}
 
 
 def fake_run(
-    out: Path, method: str, seed: int, per_class: list[float], dataset: str = "cifar10_lt", lr: float = 0.1
+    out: Path,
+    method: str,
+    seed: int,
+    per_class: list[float],
+    dataset: str = "cifar10_lt",
+    lr: float = 0.1,
+    ir: float | None = None,
 ) -> Path:
     """A done run with the exact file layout and result.json structure of ltbench.run."""
-    base = _config(method, dataset, seed, out, lr)
+    base = _config(method, dataset, seed, out, lr, ir)
     run_dir = Path(base["run_dir"])
     run_dir.mkdir(parents=True)
     write_json_atomic(run_dir / "config.json", base)
@@ -95,7 +101,7 @@ def fake_run(
             "classes": [f"c{i}" for i in range(10)],
             "class_counts": COUNTS,
             "shots": {"many": 100, "few": 20},
-            "provenance": {"imbalance_ratio": 100.0},
+            "provenance": {"imbalance_ratio": ir or 100.0},
         },
         "extras": {},
     }
@@ -551,3 +557,26 @@ def test_methods_narrow_a_table_and_name_what_is_missing(records):
     assert rows(narrowed) == [r for r in rows(full) if r in ("CE", "LDAM-DRW")] and len(rows(narrowed)) == 2
     with pytest.raises(ConfigError, match=r"no completed runs of \['bbn'\]; the records hold"):
         make_table(records, methods="BBN")
+
+
+def test_imbalance_ratios_side_by_side_as_column_groups(tmp_path):
+    """--columns imbalance_ratio: the seed paper's Table 1 layout, one column group per ratio (descending), one row
+    per method; by default the same runs are separate rows named by their ratio."""
+    for ir, shift in ((10.0, 0.1), (100.0, 0.0), (50.0, 0.05)):
+        for seed in (0, 1):
+            fake_run(tmp_path, "ce", seed, [a + shift + 0.01 * seed for a in BASE], ir=ir)
+        fake_run(tmp_path, "focal", 0, [a + shift - 0.01 for a in BASE], ir=ir)
+    text = make_table([tmp_path], columns="imbalance_ratio", fmt="markdown")
+    head = text.splitlines()[0]
+    assert head.index("CIFAR-10-LT IR 100 Overall") < head.index("CIFAR-10-LT IR 50 Overall")
+    assert head.index("CIFAR-10-LT IR 50 Overall") < head.index("CIFAR-10-LT IR 10 Overall")
+    rows = [line.split("|")[1].strip() for line in text.splitlines()[2:] if line.startswith("|")]
+    assert rows == ["CE", "Focal"]
+    ce = summarize(by_imbalance_ratio(load_records(tmp_path))).query("metric == 'overall' and row == 'ce'")
+    means = dict(zip(ce["dataset"], ce["mean"]))
+    assert means == pytest.approx({"cifar10_lt@IR100": 76.5, "cifar10_lt@IR50": 81.5, "cifar10_lt@IR10": 86.5})
+    assert set(ce["n"]) == {2}
+    default = make_table([tmp_path], fmt="markdown")
+    assert "CE (imbalance_ratio=10.0)" in default or "CE (imbalance_ratio=10)" in default
+    with pytest.raises(ConfigError, match="--columns 'ir'"):
+        make_table([tmp_path], columns="ir")

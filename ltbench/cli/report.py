@@ -42,6 +42,13 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
         help="best-test: add the test-selected best epoch (marked †, for comparison with releases that report it)",
     )
     p.add_argument("--digits", type=int, default=1, help="decimals (default 1, as in the papers)")
+    p.add_argument(
+        "--columns",
+        choices=("dataset", "imbalance_ratio"),
+        default="dataset",
+        help="column groups: one per dataset (default) or per dataset and imbalance ratio (IR 100 / 50 / ... side "
+        "by side, as Liu & Liu's Table 1)",
+    )
     p.add_argument("--out", help="write to this file instead of stdout")
 
 
@@ -78,6 +85,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         digits=args.digits,
         source=args.source,
         methods=args.methods,
+        columns=args.columns,
     )
     if args.out:
         out = Path(args.out)

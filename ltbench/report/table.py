@@ -50,6 +50,35 @@ METHOD_ORDER = (
 ).split()
 
 
+COLUMNS = ("dataset", "imbalance_ratio")  # what a column group is: a dataset, or a dataset at one imbalance ratio
+IR_SEP = "@IR"
+
+
+def group_name(key: str) -> str:
+    """A column group as printed: ``cifar10_lt`` -> CIFAR-10-LT, ``cifar10_lt@IR100`` -> CIFAR-10-LT IR 100."""
+    ds, _, ir = key.partition(IR_SEP)
+    return DATASET_NAMES.get(ds, ds) + (f" IR {ir}" if ir else "")
+
+
+def by_imbalance_ratio(df: pd.DataFrame) -> pd.DataFrame:
+    """One column group per (dataset, imbalance ratio), as the seed paper's Table 1 (IR 100 / 50 / 20 / 10 side by
+    side): the ratio joins the group key, so runs that differ only in it share a row. Published numbers are keyed
+    by dataset alone and are not joined to such groups."""
+
+    def ir(v) -> str:
+        v = pd.to_numeric(v, errors="coerce")
+        return "?" if v != v else (str(int(v)) if float(v).is_integer() else f"{v:g}")
+
+    df = df.copy()
+    df["dataset"] = [f"{d}{IR_SEP}{ir(v)}" for d, v in zip(df["dataset"], df["imbalance_ratio"])]
+    return df
+
+
+def _ir_value(key: str) -> float:
+    v = key.partition(IR_SEP)[2]
+    return float(v) if v.replace(".", "", 1).isdigit() else -1.0
+
+
 def _order(name: str, order: list[str] | tuple[str, ...]) -> tuple:
     base = name.split(" ")[0].removesuffix("+ssp")
     return (order.index(base) if base in order else len(order), name)
@@ -161,7 +190,8 @@ def _styles(values: dict[str, float], higher: bool | None) -> dict[str, str]:
 def _columns(summary: pd.DataFrame, metrics: tuple[str, ...], published: bool) -> list[tuple[str, str, str]]:
     order = list(DATASET_NAMES)
     cols = []
-    for ds in sorted(summary["dataset"].unique(), key=lambda d: _order(d, order)):
+    groups = summary["dataset"].unique()  # datasets, or dataset@IR keys (by_imbalance_ratio): ratios descending
+    for ds in sorted(groups, key=lambda d: (_order(d.partition(IR_SEP)[0], order), -_ir_value(d), d)):
         for m in metrics:
             cols.append((ds, m, "ours"))
             if published and summary[(summary.metric == m) & (summary.dataset == ds)]["published"].notna().any():
@@ -227,7 +257,7 @@ def _cell_text(c, kind: str, digits: int, style: str) -> tuple[str, str]:
 
 def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], published: bool) -> list[str]:
     shots = ", ".join(
-        f"{DATASET_NAMES.get(d, d)} many > {s.split(',')[0]}, few < {s.split(',')[1]}"
+        f"{group_name(d)} many > {s.split(',')[0]}, few < {s.split(',')[1]}"
         for d, s in summary.groupby("dataset")["shots"].first().items()
     )
     notes = [
@@ -247,7 +277,7 @@ def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], pu
             extra = "; ".join(sorted({n for n in g["pub_note"] if n}))
             which = ", ".join(g["metric"])
             notes.append(
-                f"Pub. {display_name(method)} on {DATASET_NAMES.get(ds, ds)} ({which}): {src}{flag}"
+                f"Pub. {display_name(method)} on {group_name(ds)} ({which}): {src}{flag}"
                 + (f"; {extra}" if extra else "")
             )
         notes.append("Δ = ours − published (points)." if len(used) else "No published numbers match these rows.")
@@ -335,7 +365,7 @@ def to_latex(grid: Grid) -> str:
     lines += [r"\begin{tabular}{l" + "r" * len(grid.heads) + "}", r"\toprule"]
     spans, rules, col = [], [], 2
     for ds, span in grid.groups:
-        spans.append(rf"\multicolumn{{{span}}}{{c}}{{{latex_escape(DATASET_NAMES.get(ds, ds))}}}")
+        spans.append(rf"\multicolumn{{{span}}}{{c}}{{{latex_escape(group_name(ds))}}}")
         rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
         col += span
     lines += [" & " + " & ".join(spans) + r" \\", " ".join(rules)]
@@ -355,7 +385,7 @@ def to_markdown(grid: Grid) -> str:
     from tabulate import tabulate
 
     wrap = {"best": "**%s**", "second": "<u>%s</u>", "": "%s"}
-    names = [DATASET_NAMES.get(ds, ds) for ds, span in grid.groups for _ in range(span)]
+    names = [group_name(ds) for ds, span in grid.groups for _ in range(span)]
     heads = ["Method"] + [" ".join(p for p in (n, h, c) if p) for n, h, c in zip(names, grid.heads, grid.counts)]
     body = [[display_row(row)] + [wrap[s] % t for t, s in cells] for row, cells in grid.rows]
     table = tabulate(body, heads, tablefmt="github", disable_numparse=True)
@@ -411,18 +441,23 @@ def make_table(
     digits: int = 1,
     source: str | None = None,
     methods: str | list[str] | None = None,
+    columns: str = "dataset",
 ) -> str:
     """The whole pipeline behind ``ltbench table``: load, filter, regroup, aggregate, join, render.
 
     ``published``: False, True (results/published.csv) or a CSV path; ``source`` narrows its sources;
-    ``methods``: only these methods' runs.
+    ``methods``: only these methods' runs; ``columns="imbalance_ratio"``: one column group per dataset and ratio.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if columns not in COLUMNS:
+        raise ConfigError(f"--columns {columns!r} is not one of {', '.join(COLUMNS)}")
     if not 0 <= digits <= 6:
         raise ConfigError(f"--digits must be between 0 and 6, got {digits}")
     cols = _metric_list(metrics)
     df = filter_methods(filter_datasets(load_records(paths, shots=parse_shots(shots)), datasets), methods)
+    if columns == "imbalance_ratio" and not df.empty:
+        df = by_imbalance_ratio(df)
     mixed = code_versions(df)
     if mixed:
         from ltbench.train.progress import console
