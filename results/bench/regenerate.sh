@@ -13,7 +13,8 @@ PARTS=${PARTS:-train compare profile startup dpp ot report ddp}
 
 header() {  # what ran, where and when
     echo "# $1"
-    echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (dirty)'), $(date -u +%FT%TZ)"
+    # dirty = uncommitted changes outside results/bench (the outputs this script writes do not count)
+    echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!results/bench' || echo ' (dirty)'), $(date -u +%FT%TZ)"
     echo "# cpu: $(python -c 'from ltbench.records import cpu_info; print(cpu_info())'), torch $(python -c 'import torch; print(torch.__version__)')"
     echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
