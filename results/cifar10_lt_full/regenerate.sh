@@ -13,9 +13,6 @@ ltbench sweep slurm/full_cifar10_decoupling.toml --from "$SWEEP" --launcher slur
 run_sweep slurm/full_cifar10_more.toml
 run_sweep slurm/full_cifar10_fp32.toml
 OUT=results/cifar10_lt_full
-for run in "$SWEEP"/*/; do
-    [ -f "$run/done" ] || continue
-    mkdir -p "$OUT/runs/$(basename "$run")"
-    cp "$run"/{config.json,result.json,log.jsonl,predictions.npz,features.npz,done} "$OUT/runs/$(basename "$run")/"
-done
+source results/keep_records.sh
+keep_records "$SWEEP" "$OUT" config.json result.json log.jsonl predictions.npz features.npz done
 bash "$OUT/tables.sh"

@@ -6,13 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=results/cifar10_lt_quick20_all
 SWEEP=${1:-$OUT/runs}
-if [ "$SWEEP" != "$OUT/runs" ]; then
-    for run in "$SWEEP"/*/; do
-        [ -f "$run/done" ] || continue
-        mkdir -p "$OUT/runs/$(basename "$run")"
-        cp "$run"/{config.json,result.json,log.jsonl,predictions.npz,features.npz,done} "$OUT/runs/$(basename "$run")/"
-    done
-fi
+source results/keep_records.sh
+keep_records "$SWEEP" "$OUT" config.json result.json log.jsonl predictions.npz features.npz done
 ltbench table "$OUT/runs" --format markdown --metrics macro_f1,g_mean,ece,auc --out "$OUT/table.md"
 ltbench table "$OUT/runs" --format latex --metrics macro_f1,g_mean,ece,auc --out "$OUT/table.tex"
 ltbench table "$OUT/runs" --format markdown --shots 500,200 --out "$OUT/table_500_200.md"

@@ -5,13 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=results/cifar10_lt_variants
 SWEEP=${1:-$OUT/runs}
-if [ "$SWEEP" != "$OUT/runs" ]; then  # keep the finished runs' records (not the checkpoints)
-    for run in "$SWEEP"/*/; do
-        [ -f "$run/done" ] || continue
-        mkdir -p "$OUT/runs/$(basename "$run")"
-        cp "$run"/{config.json,result.json,log.jsonl,predictions.npz,done} "$OUT/runs/$(basename "$run")/"
-    done
-fi
+source results/keep_records.sh
+keep_records "$SWEEP" "$OUT" config.json result.json log.jsonl predictions.npz done
 # the BNS paper's shot groups (many > 500, few < 200) and its published rows beside ours
 ltbench table "$OUT/runs" --format markdown --shots 500,200 --published --source poster --out "$OUT/table_500_200.md"
 ltbench table "$OUT/runs" --format latex --shots 500,200 --published --source poster --out "$OUT/table_500_200.tex"
