@@ -205,14 +205,14 @@ class SBCL(ContrastiveTwoStage):
             none = torch.full((queue.size,), -1, dtype=torch.long)
             queue.enqueue(keys, none, none)
         super().on_stage_start(stage, model, ctx)
-        if stage.name == "contrastive":
-            form = "moco_queue" if self.queue_form else "in_batch"
-            if self.queue_form:  # moco/main.py: KCL with k random queue positives
-                warmup = {"loss": "kcl_queue", "k": self.hp["k"]}
-            else:  # SimCLR/main.py: SupCon
-                warmup = {"scale": self.hp["warmup_scale"], "factor": self.warmup_factor}
-            ctx.record("sbcl_form", form)
-            ctx.record("sbcl_warmup", warmup)
+        if stage.name != "contrastive":
+            return
+        if self.queue_form:  # moco/main.py: KCL with k random queue positives
+            ctx.record("sbcl_form", "moco_queue")
+            ctx.record("sbcl_warmup", {"loss": "kcl_queue", "k": self.hp["k"]})
+        else:  # SimCLR/main.py: SupCon
+            ctx.record("sbcl_form", "in_batch")
+            ctx.record("sbcl_warmup", {"scale": self.hp["warmup_scale"], "factor": self.warmup_factor})
 
     def on_epoch_start(self, stage, epoch, model, ctx) -> None:
         start, step = self.hp["supcon_epochs"], max(1, self.hp["step"])
