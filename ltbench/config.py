@@ -108,6 +108,12 @@ class RunConfig:
     pretrained: bool = option(False, "timm's pretrained weights (timm backbones only)", id_default=True)
     image_size: int | None = option(None, "ImageNet-LT/Places-LT/iNat: crop size (default 224)", id_default=True)
     workers: int | None = option(None, "ImageNet-LT/Places-LT/iNat: decoding processes (default CPUs-1)", runtime=True)
+    decoder: str = option(
+        "torchvision",
+        "ImageNet-LT/Places-LT/iNat: JPEG decoding and crops by torchvision.io + tensor resize (faster) or by PIL",
+        choices=("torchvision", "pil"),
+        id_default=True,
+    )
     from_run: str | None = option(
         None,
         "take the first stages from a finished run (or a folder of runs) whose stages are identical: a CE run for "

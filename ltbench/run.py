@@ -54,6 +54,7 @@ def load_data(cfg: RunConfig) -> LTData:
         val=cfg.val,
         image_size=cfg.image_size,
         workers=cfg.workers,
+        decoder=cfg.decoder,
     )
     data = DATASETS.get(cfg.dataset)(spec)
     if cfg.mix_similar:
@@ -141,6 +142,7 @@ def data_record(data: LTData, shots: tuple[int, int]) -> dict:
             "std": list(data.std),
             "image_size": data.image_size,
             "resize": data.test_x.resize if hasattr(data.test_x, "paths") else None,
+            "decoder": getattr(data.test_x, "decoder", None),
         },
         "shots": {"many": many, "few": few},
         "groups": shot_groups(data.class_counts, many, few),

@@ -196,3 +196,17 @@ def test_backbone_lr_factor_splits_the_optimizer_groups():
     assert len(one.param_groups) == 1 and "lr_scale" not in one.param_groups[0]
     with pytest.raises(ConfigError, match="backbone_lr_factor"):
         Stage("s", epochs=3, lr=0.1, batch_size=8, backbone_lr_factor=float("nan"))
+
+
+def test_the_decoder_that_ran_is_recorded(imagenet_lt_root, monkeypatch):
+    default = DATASETS.get("imagenet_lt")(DataSpec(root=imagenet_lt_root, image_size=32, workers=0))
+    pil = DATASETS.get("imagenet_lt")(DataSpec(root=imagenet_lt_root, image_size=32, workers=0, decoder="pil"))
+    assert default.provenance["decoder"] == default.train_x.decoder == default.test_x.decoder == "torchvision"
+    assert pil.provenance["decoder"] == pil.train_x.decoder == "pil"
+    a, b = default.test_x.decode_batch([0, 1], seed=None), pil.test_x.decode_batch([0, 1], seed=None)
+    assert a.shape == b.shape == (2, 3, 32, 32)
+    import torchvision.io
+
+    monkeypatch.delattr(torchvision.io, "decode_image")  # a torchvision without image decoders
+    fallback = DATASETS.get("imagenet_lt")(DataSpec(root=imagenet_lt_root, image_size=32, workers=0))
+    assert fallback.provenance["decoder"] == fallback.train_x.decoder == "pil"

@@ -1,4 +1,4 @@
-"""``ltbench bench``: the benchmark subcommands (train, dpp, ot, compare, profile, report) and their options.
+"""``ltbench bench``: the benchmark subcommands (train, dpp, ot, compare, profile, report, decode) and their options.
 
 Benchmarks give throughput figures to size runs and to compare implementations side by side in one
 process; they are never timed unit tests. The benchmarks themselves live in :mod:`ltbench.bench`.
@@ -61,6 +61,16 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     )
     r.add_argument("--records", type=int, default=1000)
     r.add_argument("--repeats", type=int, default=3)
+    j = sub.add_parser(
+        "decode", **defaults, help="images/s of the ImageNet-scale loader: PIL vs torchvision.io decoding, side by side"
+    )
+    j.add_argument("--folder", help="a folder of JPEGs (searched recursively); default: make --make of them")
+    j.add_argument("--data-root", help="where cifar10/ is, to make the JPEGs from")
+    j.add_argument("--make", type=int, default=2000, help="JPEGs made from CIFAR-10 when no --folder is given")
+    j.add_argument("--scratch", default="/tmp/ltbench-jpegs", help="where the made JPEGs go (reused)")
+    j.add_argument("--workers", default="2", help="comma-separated DataLoader worker counts (0 = main process)")
+    j.add_argument("--batch-size", type=int, default=128)
+    j.add_argument("--threads", type=int)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -98,6 +108,12 @@ def main(args: argparse.Namespace) -> int:
         from ltbench.bench.profile import main as profile_main
 
         return profile_main(args)
+    if args.bench == "decode":
+        from ltbench.bench.decode import run_decode_bench
+        from ltbench.bench.dpp import format_dpp_bench
+
+        print(format_dpp_bench(run_decode_bench(args)))
+        return 0
     if args.bench == "report":
         from ltbench.bench.report import run_report_bench
 

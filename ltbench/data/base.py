@@ -39,6 +39,7 @@ class DataSpec:
     cache_dir: Path | None = None
     image_size: int | None = None  # file-backed datasets: crop side (default 224; resize = size x 8/7)
     workers: int | None = None  # file-backed datasets: decoding processes (default: CPUs - 1, at most 8)
+    decoder: str = "torchvision"  # file-backed datasets: torchvision | pil (ltbench/data/files.py)
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,30 @@
 
 :class:`FileImages` stands where the small datasets hold a uint8 tensor (``LTData.train_x`` ...): it can
 be indexed with an index tensor (a subset, still lazy), reports a ``shape`` and decodes batches to fixed-
-size uint8 tensors in DataLoader workers with PIL. Only the *spatial* part of the standard pipeline runs in
-the workers — training: RandomResizedCrop(size, scale 0.08-1, ratio 3/4-4/3); evaluation: resize the
-shorter side to ``resize`` (256) and centre-crop ``size`` (224) — and each crop is done as one PIL
-``resize(box=...)`` from the original (the same region as resize-then-crop, one resampling instead of
-two). Flip and colour jitter then run batched on the training device like every other dataset's
-augmentation (ltbench/data/transforms.py). Crop parameters come from a per-batch seed, so a run is
-reproducible whatever the number of workers.
+size uint8 tensors in DataLoader workers. Only the *spatial* part of the standard pipeline runs in the
+workers — training: RandomResizedCrop(size, scale 0.08-1, ratio 3/4-4/3); evaluation: resize the shorter side
+to ``resize`` (256) and centre-crop ``size`` (224). Flip and colour jitter then run batched on the training
+device like every other dataset's augmentation (ltbench/data/transforms.py). Crop parameters come from a
+per-batch seed, so a run is reproducible whatever the number of workers.
+
+Two decoders, chosen by ``--decoder`` and recorded in the data provenance (``ltbench bench decode`` times
+them side by side on real JPEGs; README "Performance"):
+
+- ``torchvision`` (default, the faster one on CPU): ``torchvision.io.decode_image`` (libjpeg-turbo) and
+  torchvision's antialiased uint8 bilinear ``resized_crop``; evaluation is Resize(256) then CenterCrop(224)
+  exactly as torchvision's transforms do it. An image it cannot read (e.g. a CMYK JPEG on an old
+  torchvision) falls back to PIL. torchvision 0.29 marks its image decoders deprecated in favour of
+  TorchCodec; where a torchvision no longer has them, the datasets use ``pil`` and record that they did
+  (:func:`available_decoder`).
+- ``pil``: PIL decoding, each crop one ``Image.resize(box=...)`` from the original (the same region as
+  resize-then-crop, one resampling instead of two).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -58,8 +69,15 @@ def centre_box(width: int, height: int, size: int, resize: int) -> tuple[float, 
     return left, top, left + side_w, top + side_h
 
 
-def decode(path: str, size: int, resize: int, rng: random.Random | None) -> np.ndarray:
+DECODERS = ("torchvision", "pil")
+
+
+def decode(path: str, size: int, resize: int, rng: random.Random | None, decoder: str = "torchvision") -> np.ndarray:
     """One image as a size x size x 3 uint8 array: a random-resized crop (``rng``) or the centre crop."""
+    if decoder == "torchvision":
+        return decode_torchvision(path, size, resize, rng)
+    if decoder != "pil":
+        raise ValueError(f"decoder {decoder!r} is not one of {', '.join(DECODERS)}")
     from PIL import Image
 
     try:
@@ -72,6 +90,39 @@ def decode(path: str, size: int, resize: int, rng: random.Random | None) -> np.n
     return np.asarray(out)
 
 
+def available_decoder(requested: str) -> str:
+    """``requested``, or ``pil`` where it is ``torchvision`` and this torchvision has no image decoders."""
+    if requested != "torchvision":
+        return requested
+    try:
+        from torchvision.io import decode_image, read_file  # noqa: F401
+    except ImportError:
+        return "pil"
+    return "torchvision"
+
+
+def decode_torchvision(path: str, size: int, resize: int, rng: random.Random | None) -> np.ndarray:
+    """:func:`decode` with torchvision.io and torchvision's tensor resize; PIL for what torchvision cannot read.
+
+    The random crop's box comes from the same :func:`rrc_box` draw as the PIL decoder's, so both decoders crop
+    the same regions from the same seed."""
+    import torchvision.transforms.v2.functional as F
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    try:
+        with warnings.catch_warnings():  # torchvision 0.29's notice that TorchCodec will take these decoders over
+            warnings.simplefilter("ignore", DeprecationWarning)
+            x = decode_image(read_file(path), mode=ImageReadMode.RGB)
+    except RuntimeError:  # a format or colour space this torchvision cannot decode: PIL reads (or rejects) it
+        return decode(path, size, resize, rng, "pil")  # the same single crop draw from rng
+    if rng is not None:
+        left, top, right, bottom = rrc_box(x.shape[2], x.shape[1], rng)
+        x = F.resized_crop(x, top, left, bottom - top, right - left, [size, size], antialias=True)
+    else:
+        x = F.center_crop(F.resize(x, [resize], antialias=True), [size, size])
+    return x.permute(1, 2, 0).numpy()
+
+
 @dataclass
 class FileImages:
     """A lazy (N, 3, size, size) uint8 image array backed by files."""
@@ -80,6 +131,7 @@ class FileImages:
     size: int = 224
     resize: int = 256
     workers: int = 0
+    decoder: str = "torchvision"  # torchvision | pil (module docstring)
     _index: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,11 +152,12 @@ class FileImages:
     def __getitem__(self, idx) -> FileImages:
         if isinstance(idx, torch.Tensor):
             idx = idx.cpu().numpy()
-        return FileImages(self.paths, self.size, self.resize, self.workers, self._index[idx])
+        return FileImages(self.paths, self.size, self.resize, self.workers, self.decoder, self._index[idx])
 
     def decode_batch(self, positions: Sequence[int], seed: int | None) -> torch.Tensor:
         """uint8 (B, 3, size, size) for the given positions; ``seed`` None means evaluation crops."""
-        return _decode_paths(self.paths, [int(self._index[p]) for p in positions], self.size, self.resize, seed)
+        files = [int(self._index[p]) for p in positions]
+        return _decode_paths(self.paths, files, self.size, self.resize, seed, self.decoder)
 
     def batches(self, chunks: Sequence[torch.Tensor], seeds: Sequence[int] | None) -> Iterator[torch.Tensor]:
         """Decoded batches for ``chunks`` of positions, in order, by ``workers`` DataLoader processes.
@@ -126,20 +179,22 @@ class FileImages:
             pool.busy = False
 
 
-def _decode_paths(paths: list[str], files: Sequence[int], size: int, resize: int, seed: int | None) -> torch.Tensor:
+def _decode_paths(
+    paths: list[str], files: Sequence[int], size: int, resize: int, seed: int | None, decoder: str
+) -> torch.Tensor:
     rng = random.Random(seed) if seed is not None else None
-    arrays = [decode(paths[f], size, resize, rng) for f in files]
+    arrays = [decode(paths[f], size, resize, rng, decoder) for f in files]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 class _Decoder(torch.utils.data.Dataset):
     """Item = a job (file indices, crop seed) -> its decoded uint8 batch (the DataLoader runs these)."""
 
-    def __init__(self, paths: list[str], size: int, resize: int) -> None:
-        self.paths, self.size, self.resize = paths, size, resize
+    def __init__(self, paths: list[str], size: int, resize: int, decoder: str) -> None:
+        self.paths, self.size, self.resize, self.decoder = paths, size, resize, decoder
 
     def __getitem__(self, job: tuple[list[int], int | None]) -> torch.Tensor:
-        return _decode_paths(self.paths, job[0], self.size, self.resize, job[1])
+        return _decode_paths(self.paths, job[0], self.size, self.resize, job[1], self.decoder)
 
 
 class _JobList(torch.utils.data.Sampler):
@@ -162,7 +217,7 @@ class _Pool:
     busy: bool = False
 
 
-_POOLS: dict[tuple[int, int, int, int], _Pool] = {}
+_POOLS: dict[tuple[int, int, int, int, str], _Pool] = {}
 MAX_POOLS = 4  # train and eval crops of a run, plus slack; older pools (an in-process sweep's runs) are closed
 
 
@@ -171,7 +226,7 @@ def _loader(images: FileImages, sampler: _JobList, persistent: bool) -> torch.ut
 
     workers = images.workers
     return DataLoader(
-        _Decoder(images.paths, images.size, images.resize),
+        _Decoder(images.paths, images.size, images.resize, images.decoder),
         batch_size=None,
         sampler=sampler,
         num_workers=workers,
@@ -182,7 +237,7 @@ def _loader(images: FileImages, sampler: _JobList, persistent: bool) -> torch.ut
 
 
 def _pool(images: FileImages) -> _Pool:
-    key = (id(images.paths), images.size, images.resize, images.workers)
+    key = (id(images.paths), images.size, images.resize, images.workers, images.decoder)
     if key not in _POOLS:
         while len(_POOLS) >= MAX_POOLS:  # dropping the loader shuts its persistent workers down
             del _POOLS[next(iter(_POOLS))]

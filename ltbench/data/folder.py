@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ltbench.data.base import DataSpec, LTData, default_data_root
-from ltbench.data.files import FileImages
+from ltbench.data.files import FileImages, available_decoder
 from ltbench.errors import ConfigError, DataError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -135,6 +135,7 @@ def build_folder_lt(name: str, spec: DataSpec) -> LTData:
         missing = np.flatnonzero(counts == 0)[:5].tolist()
         raise DataError(f"{name}: labels must be 0..C-1 with training images each; no training image for {missing}")
     size = spec.image_size or CROP
+    decoder = available_decoder(spec.decoder)  # recorded: what decodes, not only what was asked for
     workers = spec.workers if spec.workers is not None else min(8, max(0, (os.cpu_count() or 1) - 1))
 
     def images(split: str) -> tuple[FileImages, torch.Tensor]:
@@ -142,7 +143,8 @@ def build_folder_lt(name: str, spec: DataSpec) -> LTData:
         if labels and (min(labels) < 0 or max(labels) >= num_classes):
             raise DataError(f"{name}: {files[split]} has labels outside 0..{num_classes - 1}")
         full = [str(image_root / p) for p in paths]
-        return FileImages(full, size, round(size * RESIZE / CROP), workers), torch.tensor(labels, dtype=torch.long)
+        resize = round(size * RESIZE / CROP)
+        return FileImages(full, size, resize, workers, decoder), torch.tensor(labels, dtype=torch.long)
 
     train_x, train_y = images("train")
     test_x, test_y = images("test")
@@ -171,6 +173,7 @@ def build_folder_lt(name: str, spec: DataSpec) -> LTData:
             "split_sha256": {s: _sha(p) for s, p in files.items()},
             "image_root": str(image_root),
             "image_size": size,
+            "decoder": decoder,
             "normalisation": {"mean": list(mean), "std": list(std), "color_jitter": jitter},
             "note": f"official split files ({layout.source}); nothing sub-sampled",
         },

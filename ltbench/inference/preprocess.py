@@ -27,13 +27,14 @@ class Preprocess:
     std: tuple[float, ...]
     image_size: int
     resize: int | None = None  # file-backed datasets: the shorter side before the centre crop
+    decoder: str | None = None  # file-backed datasets: the run's --decoder (None: in-memory, or recorded before it)
 
     @classmethod
     def of_run(cls, config: dict, result: dict) -> Preprocess:
         """From result.json (recorded since the toolbox) or, for older runs, the dataset's own constants."""
         recorded = result["data"].get("preprocess")
         if recorded:
-            return cls(tuple(recorded["mean"]), tuple(recorded["std"]), recorded["image_size"], recorded["resize"])
+            return cls.from_dict(recorded)
         from ltbench.data.base import DataSpec
         from ltbench.data.nominal import nominal
 
@@ -44,6 +45,11 @@ class Preprocess:
             raise DataError(f"the normalisation of dataset {result['data']['name']!r} is neither recorded nor known")
         return cls(shape.mean, shape.std, result["data"]["image_size"], shape.resize)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        """The inverse of :meth:`as_dict` (records from before ``--decoder`` have no decoder)."""
+        return cls(tuple(d["mean"]), tuple(d["std"]), d["image_size"], d["resize"], d.get("decoder"))
+
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
@@ -52,7 +58,9 @@ class Preprocess:
         from ltbench.data.files import centre_box, decode
 
         if self.resize is not None:
-            return torch.from_numpy(decode(str(path), self.image_size, self.resize, None)).permute(2, 0, 1)
+            # runs recorded before --decoder existed were decoded by PIL
+            image = decode(str(path), self.image_size, self.resize, None, self.decoder or "pil")
+            return torch.from_numpy(image).permute(2, 0, 1)
         from PIL import Image
 
         try:

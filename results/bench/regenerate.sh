@@ -2,14 +2,15 @@
 # Regenerates results/bench/: the outputs behind every speed figure of the README's "Performance" section, each
 # bench's stdout in <part>.txt with the command, commit, date and CPU flags on top. Speed depends on what else
 # runs: train/compare/profile/startup need an otherwise idle machine; dpp/ot/report compare solvers side by side
-# in one process, so their ratios hold under load; ddp is a CPU/gloo figure (the README states the condition
-# each was measured under). The dppy column of dpp needs the `dpp` extra (pip install -e ".[dpp]").
-#   DATA=/path/holding/cifar10 [PARTS="train compare profile startup dpp ot report ddp"] bash results/bench/regenerate.sh
+# in one process, so their ratios hold under load (decode: both decoders of the same loader, one after the
+# other); ddp is a CPU/gloo figure (the README states the condition each was measured under). The dppy column of
+# dpp needs the `dpp` extra (pip install -e ".[dpp]").
+#   DATA=/path/holding/cifar10 [PARTS="train compare profile startup dpp ot report ddp decode"] bash results/bench/regenerate.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=results/bench
 DATA=${DATA:-$HOME/.cache/ltbench/data}
-PARTS=${PARTS:-train compare profile startup dpp ot report ddp}
+PARTS=${PARTS:-train compare profile startup dpp ot report ddp decode}
 
 header() {  # what ran, where and when
     echo "# $1"
@@ -41,6 +42,7 @@ for part in $PARTS; do
         dpp) run dpp ltbench bench dpp ;;
         ot) run ot env OMP_NUM_THREADS=1 ltbench bench ot --repeats 21 ;;
         report) run report ltbench bench report ;;
-        *) echo "unknown part $part (train compare profile startup dpp ot report ddp)" >&2; exit 2 ;;
+        decode) run decode ltbench bench decode --data-root "$DATA" --workers 1 --threads 1 ;;  # 2,000 JPEGs from CIFAR-10
+        *) echo "unknown part $part (train compare profile startup dpp ot report ddp decode)" >&2; exit 2 ;;
     esac
 done
