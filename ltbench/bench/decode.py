@@ -133,10 +133,10 @@ def run_decode_bench(args: argparse.Namespace) -> pd.DataFrame:
         notes.append("no CUDA device here: GPU (nvJPEG) decoding not measured")
     for device in devices:
         for train in (True, False):
-            pil = next(r[3] for r in rows if r[1] == "main process" and r[2] == ("train" if train else "eval"))
+            crops = "train" if train else "eval"
+            pil = next(r[3] for r in rows if r[:3] == ["pil", "main process", crops])
             speed = time_batched(paths, device, train, args.batch_size)
-            rows.append([f"torchvision batched decode_jpeg ({device})", "main process", "train" if train else "eval",
-                         speed, speed / pil])  # fmt: skip
+            rows.append([f"torchvision batched decode_jpeg ({device})", "main process", crops, speed, speed / pil])
     df = pd.DataFrame(rows, columns=["decoder", "where", "crops", "images/s", "vs pil"])
     df.attrs["notes"] = notes
     return df

@@ -72,8 +72,8 @@ def centre_box(width: int, height: int, size: int, resize: int) -> tuple[float, 
 DECODERS = ("torchvision", "pil")
 
 
-def decode(path: str, size: int, resize: int, rng: random.Random | None, decoder: str = "torchvision") -> np.ndarray:
-    """One image as a size x size x 3 uint8 array: a random-resized crop (``rng``) or the centre crop."""
+def decode(path: str, size: int, resize: int, rng: random.Random | None, decoder: str = "torchvision") -> torch.Tensor:
+    """One image as a uint8 (3, size, size) tensor: a random-resized crop (``rng``) or the centre crop."""
     if decoder == "torchvision":
         return decode_torchvision(path, size, resize, rng)
     if decoder != "pil":
@@ -87,7 +87,7 @@ def decode(path: str, size: int, resize: int, rng: random.Random | None, decoder
             out = im.resize((size, size), Image.BILINEAR, box=box)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot decode image {path}: {exc}") from exc
-    return np.asarray(out)
+    return torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1)
 
 
 def available_decoder(requested: str) -> str:
@@ -101,7 +101,7 @@ def available_decoder(requested: str) -> str:
     return "torchvision"
 
 
-def decode_torchvision(path: str, size: int, resize: int, rng: random.Random | None) -> np.ndarray:
+def decode_torchvision(path: str, size: int, resize: int, rng: random.Random | None) -> torch.Tensor:
     """:func:`decode` with torchvision.io and torchvision's tensor resize; PIL for what torchvision cannot read.
 
     The random crop's box comes from the same :func:`rrc_box` draw as the PIL decoder's, so both decoders crop
@@ -120,7 +120,7 @@ def decode_torchvision(path: str, size: int, resize: int, rng: random.Random | N
         x = F.resized_crop(x, top, left, bottom - top, right - left, [size, size], antialias=True)
     else:
         x = F.center_crop(F.resize(x, [resize], antialias=True), [size, size])
-    return x.permute(1, 2, 0).numpy()
+    return x
 
 
 @dataclass
@@ -183,8 +183,7 @@ def _decode_paths(
     paths: list[str], files: Sequence[int], size: int, resize: int, seed: int | None, decoder: str
 ) -> torch.Tensor:
     rng = random.Random(seed) if seed is not None else None
-    arrays = [decode(paths[f], size, resize, rng, decoder) for f in files]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return torch.stack([decode(paths[f], size, resize, rng, decoder) for f in files])
 
 
 class _Decoder(torch.utils.data.Dataset):

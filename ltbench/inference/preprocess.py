@@ -59,8 +59,7 @@ class Preprocess:
 
         if self.resize is not None:
             # runs recorded before --decoder existed were decoded by PIL
-            image = decode(str(path), self.image_size, self.resize, None, self.decoder or "pil")
-            return torch.from_numpy(image).permute(2, 0, 1)
+            return decode(str(path), self.image_size, self.resize, None, self.decoder or "pil")
         from PIL import Image
 
         try:
