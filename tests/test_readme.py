@@ -34,3 +34,14 @@ def test_no_dangling_references_to_notes_outside_the_repository():
     for path in [root / "README.md", *(root / "ltbench").rglob("*.py"), *(root / "methods").rglob("*.py")]:
         text = Path(path).read_text()
         assert "METHODS §" not in text and "ARCHITECTURE §" not in text, path
+
+
+def test_the_performance_section_is_the_committed_bench_outputs():
+    """Every speed figure in the README is copied from results/bench/*.txt by results/bench/readme_section.py."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("readme_section", root / "results" / "bench" / "readme_section.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.section() in README, "run `python results/bench/readme_section.py` after results/bench/regenerate.sh"
