@@ -487,8 +487,28 @@ def test_sweep_figure_follows_classes_against_a_swept_setting(tmp_path):
         fake_run(tmp_path, "ce", seed, [a - 0.1 for a in BASE], lr=0.05)
     paths = make_plot(tmp_path, "sweep", tmp_path / "fig", x="lr", classes="0,few,overall")
     assert [p.name for p in paths] == ["sweep_lr.png", "sweep_lr.pdf"]
+    held = make_plot(tmp_path, "sweep", tmp_path / "fig", x="seed", classes="0", where="lr=0.05")
+    assert held[0].name == "sweep_seed_where_lr_0.05.png"
+    with pytest.raises(ConfigError, match="no run matches --where lr=0.3"):
+        make_plot(tmp_path, "sweep", tmp_path / "fig", x="seed", where="lr=0.3")
     with pytest.raises(ConfigError, match="needs --x"):
         make_plot(tmp_path, "sweep", tmp_path / "fig")
+
+
+def test_sweep_figure_holds_the_other_setting_with_where():
+    """A grid over ρ and λ (the similarity study) is drawn against ρ at λ = 0.2 and against λ at ρ = 0.2."""
+    from ltbench.report.plot import where_runs
+
+    grid = ["0:9:0:0.2", "0:9:0.1:0.2", "0:9:0.2:0.2", "0:9:0.4:0.2", "0:9:0.2:0", "0:9:0.2:0.4", "0:9:0.2:0.6"]
+    frame = pd.DataFrame({"mix_similar": grid})
+    assert where_runs(frame, "mix_similar.lambda=0.2")["mix_similar"].tolist() == grid[:4]
+    assert where_runs(frame, "mix_similar.rho=0.2")["mix_similar"].tolist() == [grid[2], *grid[4:]]
+    assert where_runs(frame, "mix_similar.rho=0.2,mix_similar.lambda=0.6")["mix_similar"].tolist() == [grid[6]]
+    assert where_runs(frame, None).equals(frame)
+    with pytest.raises(ConfigError, match="expected PARAM=VALUE"):
+        where_runs(frame, "mix_similar.rho")
+    with pytest.raises(ConfigError, match="VALUE must be a number"):
+        where_runs(frame, "mix_similar.rho=high")
 
 
 @pytest.mark.parametrize("n_methods", [20, 3])

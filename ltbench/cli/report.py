@@ -67,6 +67,9 @@ def add_plot_args(p: argparse.ArgumentParser) -> None:
         "--x", help="--kind sweep: the swept setting (imbalance_ratio, lr, class_counts[9], mix_similar.rho)"
     )
     p.add_argument("--classes", help="--kind sweep: class indices and/or groups to follow, e.g. 0,9 or many,few")
+    p.add_argument(
+        "--where", help="--kind sweep: only runs with these settings, PARAM=VALUE[,...] (e.g. mix_similar.lambda=0.2)"
+    )
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -100,7 +103,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from ltbench.report.plot import make_plot
 
-    options = {"x": args.x, "classes": args.classes} if args.kind == "sweep" else {}
+    options = {"x": args.x, "classes": args.classes, "where": args.where} if args.kind == "sweep" else {}
     options["methods"] = args.methods
     for path in make_plot(args.runs, args.kind, args.out, datasets=args.datasets, shots=args.shots, **options):
         print(path)

@@ -403,14 +403,34 @@ def sweep_values(df: pd.DataFrame, x: str) -> pd.Series:
     )
 
 
-def plot_sweep(df: pd.DataFrame, out_dir: Path, x: str | None = None, classes: str | None = None) -> list[Path]:
+def where_runs(df: pd.DataFrame, where: str | None) -> pd.DataFrame:
+    """The runs whose settings match every ``PARAM=VALUE`` of ``where`` (comma-separated, PARAM as for --x): a
+    grid that varies two settings (Liu & Liu's ρ and λ) is drawn against one with the other held."""
+    for condition in filter(None, (where or "").split(",")):
+        param, sep, value = condition.partition("=")
+        if not sep:
+            raise ConfigError(f"--where {condition!r}: expected PARAM=VALUE, e.g. mix_similar.lambda=0.2")
+        try:
+            wanted = float(value)
+        except ValueError:
+            raise ConfigError(f"--where {condition!r}: VALUE must be a number") from None
+        df = df[np.isclose(sweep_values(df, param).astype(float), wanted)]
+    return df
+
+
+def plot_sweep(
+    df: pd.DataFrame, out_dir: Path, x: str | None = None, classes: str | None = None, where: str | None = None
+) -> list[Path]:
     """Accuracy of chosen classes (indices) or groups against a swept setting, mean ± sd over seeds, one line per
-    target and method (the figure of Liu & Liu's toy and similarity studies)."""
+    target and method (the figure of Liu & Liu's toy and similarity studies); ``where`` holds other settings."""
     if not x:
         raise ConfigError("--kind sweep needs --x PARAM (e.g. class_counts[9], mix_similar.rho, lr)")
     plt, sns = _setup()
     targets = [t for t in (classes or "overall").split(",") if t]
-    frame = df.assign(x=sweep_values(df, x))
+    frame = where_runs(df, where)
+    if frame.empty:
+        raise ConfigError(f"no run matches --where {where}")
+    frame = frame.assign(x=sweep_values(frame, x))
     rows = []
     for r in frame.itertuples():
         for t in targets:
@@ -422,8 +442,9 @@ def plot_sweep(df: pd.DataFrame, out_dir: Path, x: str | None = None, classes: s
         raise ConfigError(f"no run has both {x!r} and an accuracy for {','.join(targets)}")
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(data=long, x="x", y="accuracy (%)", hue="target", style="method", errorbar="sd", marker="o", ax=ax)
-    ax.set(xlabel=x, title=f"accuracy vs {x} (mean ± sd over seeds)")
-    return _save(fig, out_dir, "sweep_" + re.sub(r"[^\w.]+", "_", x))
+    held = f", {where}" if where else ""
+    ax.set(xlabel=x, title=f"accuracy vs {x}{held} (mean ± sd over seeds)")
+    return _save(fig, out_dir, "sweep_" + re.sub(r"[^\w.]+", "_", x + (f"_where_{where}" if where else "")))
 
 
 PLOTS = {
