@@ -600,3 +600,18 @@ def test_imbalance_ratios_side_by_side_as_column_groups(tmp_path):
     assert "CE (imbalance_ratio=10.0)" in default or "CE (imbalance_ratio=10)" in default
     with pytest.raises(ConfigError, match="--columns 'ir'"):
         make_table([tmp_path], columns="ir")
+
+
+def test_one_class_accuracy_as_a_table_metric(tmp_path):
+    """--metrics class:N: the test accuracy of class N, mean ± sd over seeds (the class Liu & Liu follow)."""
+    for seed in (0, 1):
+        fake_run(tmp_path, "ce", seed, [a + 0.02 * seed for a in BASE])
+    summary = summarize(load_records(tmp_path), ("overall", "class:0", "class:9"))
+    cells = summary.set_index("metric")
+    assert cells.loc["class:9", "mean"] == pytest.approx(51.0) and cells.loc["class:0", "mean"] == pytest.approx(91.0)
+    assert cells.loc["class:9", "std"] == pytest.approx(2**0.5) and cells.loc["class:9", "n"] == 2
+    text = make_table([tmp_path], fmt="markdown", metrics="class:9")
+    assert "CIFAR-10-LT Class 9" in text.splitlines()[0] and "51.0 ± 1.4" in text
+    assert summarize(load_records(tmp_path), ("class:12",))["n"].tolist() == [0]  # no such class: empty cell
+    with pytest.raises(ConfigError, match="or class:N"):
+        make_table([tmp_path], metrics="class:x")

@@ -34,7 +34,9 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
         help="show published numbers and ours minus them (default file: ltbench/report/published.csv)",
     )
     p.add_argument("--source", help="with --published: only sources containing this text (e.g. 'poster')")
-    p.add_argument("--metrics", help="extra columns: macro_f1,g_mean,ece,auc,wn_var,best_test")
+    p.add_argument(
+        "--metrics", help="extra columns: macro_f1,g_mean,ece,auc,wn_var,best_test and class:N (class N's accuracy)"
+    )
     p.add_argument(
         "--select",
         choices=("final", "best-test"),

@@ -11,6 +11,7 @@ the long aggregated frame (one row per method x dataset x metric) for further an
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,25 @@ METRICS = {
     "wn_var": ("WN var", 1, None),  # a diagnostic (seed paper Table 2), not a score: never bold
 }
 EXTRA_METRICS = tuple(m for m in METRICS if m not in ACCURACY)
+CLASS_METRIC = re.compile(r"class:(\d+)")  # class:9 = the test accuracy of class 9 (Liu & Liu's studies follow one)
+
+
+def metric_info(metric: str) -> tuple[str, float, bool | None] | None:
+    """(header, scale, ranking) of a metric name: one of METRICS or ``class:N``; None if it is neither."""
+    found = CLASS_METRIC.fullmatch(metric)
+    return (f"Class {found.group(1)}", 100, True) if found else METRICS.get(metric)
+
+
+def metric_values(g: pd.DataFrame, metric: str) -> pd.Series:
+    """The metric of each run of ``g`` (NaN where a run lacks it), in record units."""
+    found = CLASS_METRIC.fullmatch(metric)
+    if found:
+        i = int(found.group(1))
+        per_class = g["per_class"] if "per_class" in g else pd.Series(dtype=object)
+        return per_class.map(lambda v: v[i] if isinstance(v, (list, tuple)) and len(v) > i else math.nan)
+    return pd.to_numeric(g[metric], errors="coerce") if metric in g else pd.Series(dtype=float)
+
+
 FORMATS = ("latex", "markdown", "csv")
 DATASET_NAMES = {
     "cifar10_lt": "CIFAR-10-LT",
@@ -135,8 +155,8 @@ def summarize(df: pd.DataFrame, metrics: tuple[str, ...] = ACCURACY) -> pd.DataF
     out = []
     for (row, ds), g in df.groupby(["row", "dataset"], sort=False):
         for m in metrics:
-            scale = METRICS[m][1]
-            vals = pd.to_numeric(g[m], errors="coerce").dropna() * scale if m in g else pd.Series(dtype=float)
+            scale = metric_info(m)[1]
+            vals = pd.to_numeric(metric_values(g, m), errors="coerce").dropna() * scale
             out.append(
                 {
                     "row": row,
@@ -217,7 +237,7 @@ def build_grid(summary: pd.DataFrame, metrics: tuple[str, ...], digits: int = 1,
     for ds, m, kind in cols:
         if kind == "ours":
             vals = {r: round(cell[r, ds, m].mean, digits) if (r, ds, m) in cell else math.nan for r in rows}
-            styles[ds, m] = _styles(vals, METRICS[m][2])
+            styles[ds, m] = _styles(vals, metric_info(m)[2])
     capped = set(summary.loc[summary["capped"].astype(bool), "row"]) if "capped" in summary else set()
     budgets = summary.groupby("row")["budget"].first().to_dict() if "budget" in summary else {}
     for r in rows:
@@ -232,7 +252,7 @@ def build_grid(summary: pd.DataFrame, metrics: tuple[str, ...], digits: int = 1,
 
 def _head(metric: str, summary: pd.DataFrame, dataset: str) -> str:
     """A metric's column head; the group thresholds are part of the many/medium/few heads (">500" ...)."""
-    name = METRICS.get(metric, ("",))[0]
+    name = (metric_info(metric) or ("",))[0]
     shots = summary.loc[summary["dataset"] == dataset, "shots"]
     if metric not in ("many", "medium", "few") or shots.empty or "?" in shots.iloc[0]:
         return name
@@ -394,9 +414,9 @@ def to_markdown(grid: Grid) -> str:
 
 def _metric_list(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
     extra = tuple(m for m in (metrics.split(",") if isinstance(metrics, str) else metrics or ()) if m)
-    unknown = [m for m in extra if m not in METRICS]
+    unknown = [m for m in extra if metric_info(m) is None]
     if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(EXTRA_METRICS)}")
+        raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(EXTRA_METRICS)} or class:N")
     return ACCURACY + tuple(m for m in extra if m not in ACCURACY)
 
 
