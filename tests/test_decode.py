@@ -40,6 +40,10 @@ def test_torchvision_falls_back_to_pil_and_bad_files_are_errors(tmp_path):
     bmp = _gradient(tmp_path / "a.bmp", fmt="BMP")  # a format torchvision.io does not decode
     tv, pil = (decode(bmp, 32, 37, random.Random(1), d) for d in ("torchvision", "pil"))
     assert torch.equal(tv, pil)
+    frames = [Image.fromarray(np.full((40, 50, 3), v, np.uint8)) for v in (30, 200)]
+    frames[0].save(tmp_path / "c.gif", save_all=True, append_images=frames[1:])  # animated: the first frame
+    first = decode(str(tmp_path / "c.gif"), 16, 18, None, "torchvision")
+    assert first.shape == (3, 16, 16) and torch.equal(first, decode(str(tmp_path / "c.gif"), 16, 18, None, "pil"))
     bad = tmp_path / "b.jpg"
     bad.write_bytes(b"not an image")
     for decoder in ("torchvision", "pil"):

@@ -115,6 +115,8 @@ def decode_torchvision(path: str, size: int, resize: int, rng: random.Random | N
             x = decode_image(read_file(path), mode=ImageReadMode.RGB)
     except RuntimeError:  # a format or colour space this torchvision cannot decode: PIL reads (or rejects) it
         return decode(path, size, resize, rng, "pil")  # the same single crop draw from rng
+    if x.dim() == 4:  # an animated GIF decodes to its frames: the first, as PIL's open() gives
+        x = x[0]
     if rng is not None:
         left, top, right, bottom = rrc_box(x.shape[2], x.shape[1], rng)
         x = F.resized_crop(x, top, left, bottom - top, right - left, [size, size], antialias=True)
