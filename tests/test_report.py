@@ -234,7 +234,11 @@ def test_published_csv_is_complete():
     assert len(poster) == 40 and set(poster["dataset"]) == {"cifar10_lt", "cifar100_lt", "imagenet_lt", "inat2018"}
     bns = poster.set_index(["method", "dataset"]).loc[("bns_ipdpp", "cifar100_lt")]
     assert (bns["many"], bns["medium"], bns["few"], bns["overall"]) == (62.4, 59.7, 31.9, 52.4)
-    assert (pub.loc[pub["method"] == "focal", "status"] == "UNVERIFIED").sum() == 2  # docs/methods.md §10
+    cao = pub[pub["source"].str.startswith("Cao et al. 2019")].set_index(["method", "dataset"])["overall"]
+    # LDAM-DRW paper (arXiv 1906.07413v2): Table 2 and appendix Table 5 print top-1 errors; accuracy = 100 - error
+    assert cao[("focal", "cifar10_lt")] == pytest.approx(100 - 29.62)
+    assert cao[("ce_drw", "cifar10_lt")] == pytest.approx(100 - 25.14)
+    assert cao[("ce_drw", "cifar100_lt")] == pytest.approx(100 - 59.34)
     assert pub["status"].isin(["published", "secondary", "UNVERIFIED"]).all()
 
 
