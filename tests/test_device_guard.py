@@ -72,6 +72,7 @@ class DeviceMixGuard(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.seen: Counter[str] = Counter()
+        self.host_reads: Counter[str] = Counter()  # filled by the HostReadStub beside it (on_meta_guard)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -128,22 +129,26 @@ DATA_SHAPED = {torch.bincount: _bincount, T.bincount: _bincount}
 
 
 class HostReadStub(TorchFunctionMode):
-    """Host reads of meta tensors give zeros (see the module docstring); a CPU generator drawing meta tensors
-    fails unless it is ``device_generator``, the context's stand-in for the device's generator."""
+    """Host reads of meta tensors give zeros (see the module docstring), counted in ``reads`` by kind; a CPU
+    generator drawing meta tensors fails unless it is ``device_generator``, the context's stand-in for the
+    device's generator."""
 
-    def __init__(self, device_generator: torch.Generator) -> None:
+    def __init__(self, device_generator: torch.Generator, reads: Counter | None = None) -> None:
         super().__init__()
         self.device_generator = device_generator
+        self.reads = Counter() if reads is None else reads
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         first = args[0] if args else None
         if isinstance(first, torch.Tensor) and first.is_meta:
             if func in HOST_READS:
+                self.reads[func.__name__] += 1
                 return HOST_READS[func](*args, **kwargs)
             if func in DATA_SHAPED:
                 return DATA_SHAPED[func](*args, **kwargs)
             if func is T.to and (stub := _to_cpu(args, kwargs)) is not None:
+                self.reads["to"] += 1
                 return stub
         out = func(*args, **kwargs)
         gen = kwargs.get("generator")
@@ -174,11 +179,12 @@ def on_meta_guard(ctx: Context):
     an off-diagonal mask); the mask is taken as all true, which changes a shape, never a device."""
     import torch.fx.experimental._config as fx_config
 
-    real = torch.autocast
+    real, guard = torch.autocast, DeviceMixGuard()
     torch.autocast = _autocast_off_meta(real)
     try:
-        with fx_config.patch(meta_nonzero_assume_all_nonzero=True), HostReadStub(ctx.generator), DeviceMixGuard() as g:
-            yield g
+        with fx_config.patch(meta_nonzero_assume_all_nonzero=True), HostReadStub(ctx.generator, guard.host_reads):
+            with guard:
+                yield guard
     finally:
         torch.autocast = real
 
