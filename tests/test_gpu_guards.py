@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import ltbench.data.loader as loader
 from ltbench.bench.syncs import SyncAudit
@@ -111,9 +113,39 @@ def test_the_audit_sees_every_kind_of_sync():
         torch.nonzero(t)
         torch.bincount(t.long())
         t.numpy()
-    kinds = {k for k, _ in audit.counts}
-    assert kinds >= {"__bool__", "__float__", "tolist", "boolean-mask indexing", "tensor", "nonzero", "bincount"}
-    assert "numpy" in kinds
+        t.sum().item()
+        t.cpu()
+        int(t.sum())
+        t.new_tensor([1.0])
+        t.new_tensor(0.5)
+        torch.as_tensor([1.0])
+    kinds = collections.Counter(k for k, _ in audit.counts.elements())
+    assert set(kinds) >= {"__bool__", "__float__", "tolist", "boolean-mask indexing", "tensor", "nonzero", "bincount"}
+    assert set(kinds) >= {"numpy", "item", "cpu", "__int__", "as_tensor"}
+    assert kinds["new_tensor"] == 2, kinds  # its data is the second argument: both host copies
+
+
+@pytest.mark.filterwarnings("ignore:To copy construct")
+def test_the_audit_does_not_count_tensors_built_from_tensors():
+    """``t.new_tensor(u)`` / ``torch.as_tensor(u)`` of a tensor ``u`` copies on the device: no host sync."""
+    t = torch.ones(3)
+    with SyncAudit() as audit:
+        t.new_tensor(t)
+        torch.as_tensor(t)
+    assert not audit.counts, dict(audit.counts)
+
+
+def test_the_audit_catches_a_per_step_bce_pos_weight():
+    """RIDE-EA's router loss once built its pos_weight every step with ``pred.new_tensor(100.0)`` (a host -> device
+    copy per step on a GPU); it now makes ``self.pos_weight`` once in ``on_stage_start``. The old form is seen."""
+    pred, target = torch.zeros(4, 3), torch.ones(4, 3)
+    with SyncAudit() as audit:
+        F.binary_cross_entropy_with_logits(pred, target, pos_weight=pred.new_tensor(100.0))
+    assert [kind for kind, _ in audit.counts] == ["new_tensor"]
+    pos_weight = torch.tensor(100.0)
+    with SyncAudit() as audit:  # the current form: the constant already on the device
+        F.binary_cross_entropy_with_logits(pred, target, pos_weight=pos_weight)
+    assert not audit.counts, dict(audit.counts)
 
 
 def _info(counts) -> DataInfo:
