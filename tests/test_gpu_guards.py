@@ -197,6 +197,52 @@ def test_loss_buffers_move_to_the_device_when_the_stage_starts(method):
     assert all(b.device.type == "meta" for b in m.criterion.buffers()), method
 
 
+def _held_tensors(m) -> dict[str, torch.Tensor]:
+    """Every tensor a method object holds directly: tensor attributes and the parameters and buffers of its modules
+    (RIDE's ``ldam`` and ``temperature``, RIDE-EA's ``pos_weight``, the contrastive methods' stage-2 LDAM loss)."""
+    held = {}
+    for name, value in vars(m).items():
+        if isinstance(value, torch.Tensor):
+            held[name] = value
+        elif isinstance(value, torch.nn.Module):
+            held.update({f"{name}.{k}": t for k, t in [*value.named_parameters(), *value.named_buffers()]})
+    return held
+
+
+def _hook_loss_methods() -> list[str]:
+    """Methods whose loss tensors live on the method itself and are placed by their stage/epoch hooks: RIDE and
+    its subclasses, and the contrastive two-stage methods (KCL, TSC, SBCL)."""
+    from ltbench.methods.contrastive.common import ContrastiveTwoStage
+    from ltbench.methods.ride.ride import RIDE
+
+    return [n for n in METHODS.names() if issubclass(METHODS.get(n), (RIDE, ContrastiveTwoStage))]
+
+
+@pytest.mark.parametrize("method", _hook_loss_methods())
+def test_loss_tensors_held_by_the_method_follow_the_device(method):
+    """RIDE's LDAM margins (moved in ``on_stage_start``), its DRW weights and class-wise temperature (made in
+    ``on_epoch_start``), RIDE-EA's router ``pos_weight`` and the contrastive stage-2 LDAM loss are on the device
+    after the hooks, every stage in order and past any DRW switch. Anything left on the CPU would be copied to the
+    GPU at every step (``LDAMLoss.forward`` calls ``.to``), which no sync audit sees. The contrastive stage's hooks
+    need a model and data (queue pre-fill, TSC's targets, SBCL's clustering) and are skipped: the classifier
+    stage's hooks, on a fresh method, must place the stage-2 loss on their own."""
+    from ltbench.config import RunConfig
+
+    cls = METHODS.get(method)
+    resolved = resolve(RunConfig(method=method, dataset="synthetic_lt"), cls)
+    counts = [40, 20, 10, 5]
+    m = cls(dict(resolved.hp), _info(counts))
+    model = m.build_model(build_backbone(resolved.backbone, 16), len(counts), counts).to("meta")
+    for stage in (s for s in m.stages() if s.name != "contrastive"):
+        m.adapt_model(model, stage)
+        m.on_stage_start(stage, model, _MetaCtx())
+        m.on_epoch_start(stage, 10**6, model, _MetaCtx())
+    held = _held_tensors(m)
+    assert held, f"{method} holds no loss tensor: the test checks nothing"
+    stray = sorted(n for n, t in held.items() if t.device.type != "meta")
+    assert not stray, f"{method} left {stray} off the device"
+
+
 def test_a_checkpoint_written_on_a_gpu_resumes_exactly_on_the_cpu(out_dir, tmp_path, monkeypatch):
     """Every tensor of a mid-epoch checkpoint tagged cuda:0 (as a GPU run writes it): resume maps it to the CPU;
     with the old ``map_location=ctx.device`` and RNG states moved to the device, ``set_state`` failed."""
