@@ -277,3 +277,49 @@ def test_a_checkpoint_written_on_a_gpu_resumes_exactly_on_the_cpu(out_dir, tmp_p
         torch.load(path, weights_only=True)
     resumed = execute(cfg, progress=False)
     assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(full["metrics"], sort_keys=True)
+
+
+class _MetaTrainCtx(_MetaCtx):
+    """What ``Trainer`` reads of a context to load a checkpoint: the device, the training-set size, its state."""
+
+    train_y = torch.zeros(8, dtype=torch.long)
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+def test_a_checkpoint_loads_on_the_cpu_whatever_the_models_device(tmp_path, monkeypatch):
+    """The resume test above runs on the CPU, where the old ``torch.load(path, map_location=ctx.device)`` gave CPU
+    tensors too. Here the model and context are on a second device (meta) and the file says cuda:0: the trainer's
+    own loading path must still return the RNG states as CPU byte tensors (all ``torch.set_rng_state`` and
+    ``Generator.set_state`` accept) and leave placing the weights to ``load_state_dict``."""
+    from ltbench.config import RunConfig
+    from ltbench.train.trainer import Trainer, TrainState
+
+    cls, counts = METHODS.get("ce"), [4, 2, 1, 1]
+    resolved = resolve(RunConfig(method="ce", dataset="synthetic_lt"), cls)
+    m = cls(dict(resolved.hp), _info(counts))
+    model = m.build_model(build_backbone(resolved.backbone, 16), len(counts), counts)
+    mid = {
+        "order": torch.randperm(8),
+        "generator": torch.Generator().manual_seed(1).get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": None,
+        "sums": {},
+        "counters": {"images": 0, "seconds": 0.0},
+    }
+    blob = {"mid_epoch": mid, "state": TrainState(step=3).__dict__, "model": model.state_dict(), "optimizer": None}
+    blob.update(method=m.state_dict(), ctx={"subset": None, "records": {}})
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")  # as a GPU run writes it
+    torch.save(blob, tmp_path / "ckpt.pt")
+    monkeypatch.undo()
+
+    trainer = Trainer(m, model.to("meta"), _MetaTrainCtx(), tmp_path, seed=0, progress=False)
+    state, _ = trainer.load()
+    assert state.step == 3
+    for key in ("generator", "torch_rng"):
+        rng = trainer.mid_epoch[key]
+        assert (rng.device.type, rng.dtype) == ("cpu", torch.uint8), (key, rng.device, rng.dtype)
+    torch.Generator().set_state(trainer.mid_epoch["generator"])
+    assert all(p.device.type == "meta" for p in model.parameters())
