@@ -323,3 +323,40 @@ def test_a_checkpoint_loads_on_the_cpu_whatever_the_models_device(tmp_path, monk
         assert (rng.device.type, rng.dtype) == ("cpu", torch.uint8), (key, rng.device, rng.dtype)
     torch.Generator().set_state(trainer.mid_epoch["generator"])
     assert all(p.device.type == "meta" for p in model.parameters())
+
+
+class _Breaks(torch.nn.Module):
+    """A module whose forward has one graph break (two compiled graphs per shape)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * 2
+        torch._dynamo.graph_break()
+        return x + 1
+
+
+class _Plain(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 2).relu()
+
+
+def _watched_run(module: torch.nn.Module, batch_sizes: list[int]) -> dict[str, int]:
+    """What a --compile run does, in small: start the watch, compile in place with static shapes, run."""
+    from ltbench.train.runtime import CompileWatch
+
+    watch = CompileWatch()
+    module.compile(backend="eager", dynamic=False)  # eager backend: dynamo's counting without code generation
+    for n in batch_sizes:
+        module(torch.randn(n, 3))
+    return watch.report()
+
+
+def test_the_compile_report_counts_recompiles_and_only_this_runs_compiles():
+    """A second input shape under ``dynamic=False`` recompiles and is reported as such (torch 2.14 never fills
+    ``counters["recompiles"]``: the old report said 0 always); dynamo's counters are process-wide, so a second run
+    in the same process (an in-process sweep) reports only its own compiles, from 0."""
+    torch._dynamo.reset()  # no compiled code of an earlier test is reused: the counts below are exact
+    first = _watched_run(_Breaks(), [2, 5])
+    assert first["recompiles"] >= 1 and first["graph_breaks"] >= 1, first
+    assert first["frames_compiled"] >= 2, first
+    second = _watched_run(_Plain(), [2])
+    assert second == {"frames_compiled": 1, "calls_captured": 2, "graph_breaks": 0, "recompiles": 0}, second
