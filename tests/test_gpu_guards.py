@@ -360,3 +360,25 @@ def test_the_compile_report_counts_recompiles_and_only_this_runs_compiles():
     assert first["frames_compiled"] >= 2, first
     second = _watched_run(_Plain(), [2])
     assert second == {"frames_compiled": 1, "calls_captured": 2, "graph_breaks": 0, "recompiles": 0}, second
+
+
+def test_compile_on_ride_compiles_the_expert_trunk_that_runs(tmp_path, monkeypatch):
+    """RIDE's model runs its multi-expert trunk (``ExpertBackbone``, which reuses only the stem and early stages of
+    the ResNet it was built from): --compile must compile that module, and it must be the one the training and
+    evaluation forward passes call. The real compile is replaced by a recorder that counts the module's calls."""
+    from ltbench.methods.ride.experts import ExpertBackbone
+
+    compiled: list[tuple[torch.nn.Module, collections.Counter]] = []
+
+    def record(self, *args, **kwargs):
+        calls: collections.Counter = collections.Counter()
+        self.register_forward_hook(lambda module, *_: calls.update(["train" if module.training else "eval"]))
+        compiled.append((self, calls))
+
+    monkeypatch.setattr(torch.nn.Module, "compile", record)
+    cfg = _two_step_config(tmp_path, "ride", compile=True, hparams=_fast_overrides("ride"))
+    assert execute(cfg, progress=False)["status"] == "done"
+    assert [type(m).__name__ for m, _ in compiled] == ["ExpertBackbone"]
+    module, calls = compiled[0]
+    assert isinstance(module, ExpertBackbone)
+    assert calls["train"] > 0 and calls["eval"] > 0, calls
