@@ -5,7 +5,8 @@
 * device placement: every structural change a stage makes (a fresh head, LWS scales, RIDE-EA's router) and
   every loss buffer must land on the model's device. A second device is simulated with ``meta``;
 * a checkpoint written on a GPU (tensors tagged ``cuda:0``) resumes exactly on the CPU: checkpoints load to
-  the CPU and ``load_state_dict`` places tensors (RNG states must be CPU byte tensors).
+  the CPU and ``load_state_dict`` places tensors (RNG states must be CPU byte tensors), whatever the model's device;
+* --compile compiles the module that runs (RIDE's expert trunk) and its report counts this run's recompiles.
 """
 
 from __future__ import annotations
