@@ -33,7 +33,7 @@ from ltbench.resolve import Resolved, resolve
 from ltbench.train.context import Context
 from ltbench.train.progress import console
 from ltbench.train.runtime import (
-    compile_report,
+    CompileWatch,
     configure_threads,
     numerics,
     resolve_device,
@@ -269,6 +269,7 @@ def _train_and_evaluate(
 
         model = convert_sync_bn(model, device, world.size)
     model = model.to(memory_format=torch.channels_last)
+    watch = CompileWatch() if cfg.compile else None  # this run's compiles, not the process's (an in-process sweep)
     if cfg.compile:
         # What runs: the model's own feature extractor (for RIDE the multi-expert trunk, not the plain ResNet it was
         # built from), in place (nn.Module.compile), so state_dict keys, checkpoints and attribute access are
@@ -326,7 +327,7 @@ def _train_and_evaluate(
         "reused_from": ctx.records.pop("reused_from", None),
         "numerics": numerics(),
         "similarity": _similarity(sample, ev["test_logits"], data),
-        **({"compile": compile_report()} if cfg.compile else {}),
+        **({"compile": watch.report()} if watch is not None else {}),
         "extras": ctx.records,
     }
 

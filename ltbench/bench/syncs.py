@@ -3,10 +3,10 @@
 On a GPU every device -> host transfer inside the step stalls the pipeline: ``.item()``, ``.tolist()``,
 ``.cpu()``/``.numpy()``, ``bool(t)``/``float(t)``/``int(t)``, and the ops whose output size depends on the data
 (``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``, ``bincount``); ``torch.tensor(host data)``
-inside the step is a blocking host -> device copy. :class:`SyncAudit` counts each of them, by kind and by the
-innermost ltbench source line that caused it, while active. CPU runs execute the same Python and the same
-aten ops as CUDA runs, so what it finds on the CPU is what the GPU would sync on. The trainer's own periodic
-loss check (every 20 steps) is outside ``training_step`` and is not counted.
+(or ``torch.as_tensor``, ``t.new_tensor``) inside the step is a blocking host -> device copy. :class:`SyncAudit`
+counts each of them, by kind and by the innermost ltbench source line that caused it, while active. CPU runs
+execute the same Python and the same aten ops as CUDA runs, so what it finds on the CPU is what the GPU would
+sync on. The trainer's own periodic loss check (every 20 steps) is outside ``training_step`` and is not counted.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class _Functions(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
-        if name in HOST_READS or (name in HOST_COPIES and not _from_tensor(args)):
+        if name in HOST_READS or (name in HOST_COPIES and _host_data(name, args, kwargs or {})):
             self.audit.hit(name)
         elif name == "to" and _to_host(args, kwargs or {}):
             self.audit.hit("to(cpu)")
@@ -67,8 +67,14 @@ class _Ops(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _from_tensor(args) -> bool:
-    return bool(args) and isinstance(args[0], torch.Tensor)
+def _host_data(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether a ``HOST_COPIES`` call builds its tensor from host data (a number, a list), i.e. copies it to the
+    device. The data is the first argument of ``torch.tensor``/``torch.as_tensor`` but the second of
+    ``Tensor.new_tensor(data)``, whose first is the tensor it is called on: reading ``args[0]`` there missed every
+    ``t.new_tensor(0.5)``. Data that is already a tensor is a device-side copy (or none), not a host sync."""
+    position = 1 if name == "new_tensor" else 0
+    data = args[position] if len(args) > position else kwargs.get("data")
+    return not isinstance(data, torch.Tensor)
 
 
 def _to_host(args, kwargs) -> bool:

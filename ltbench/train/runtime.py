@@ -95,9 +95,8 @@ def numerics() -> dict:
     }
 
 
-def compile_report() -> dict:
-    """torch.compile's own counters after a --compile run: graphs compiled (recompiles show as more graphs than
-    compiled frames) and graph breaks, so a silent fallback to eager is visible in the record."""
+def _compile_totals() -> dict[str, int]:
+    """torch.compile's process-wide totals so far (they only grow; ``torch._dynamo.reset`` clears none of them)."""
     from torch._dynamo.utils import counters
 
     stats = counters.get("stats", {})
@@ -105,5 +104,32 @@ def compile_report() -> dict:
         "frames_compiled": int(stats.get("unique_graphs", 0)),
         "calls_captured": int(stats.get("calls_captured", 0)),
         "graph_breaks": int(sum(counters.get("graph_break", {}).values())),
-        "recompiles": int(sum(counters.get("recompiles", {}).values())),
     }
+
+
+class CompileWatch:
+    """torch.compile's counters for one --compile run, started before the model is compiled: graphs compiled,
+    graph breaks and recompiles, so a silent fallback to eager or a recompile storm is visible in the record.
+
+    Dynamo's counters are cumulative over the process, so an in-process sweep would report every earlier run's
+    compiles again: the report is the difference from the start. There is no recompile counter (torch 2.14 never
+    fills ``counters["recompiles"]``); a recompile is a compilation whose metrics carry a ``recompile_reason``
+    (a guard failed on an already compiled frame; a new model instance of the same code is not one). Dynamo keeps
+    the last 64 of those metrics: the ones already there at the start are held and skipped."""
+
+    def __init__(self) -> None:
+        from torch._dynamo.utils import get_compilation_metrics
+
+        self._start = _compile_totals()
+        self._seen = get_compilation_metrics()  # held: their ids cannot be reused while this list lives
+
+    def report(self) -> dict[str, int]:
+        from torch._dynamo.utils import get_compilation_metrics
+
+        seen = {id(m) for m in self._seen}
+        new = [m for m in get_compilation_metrics() if id(m) not in seen]
+        now = _compile_totals()
+        return {
+            **{k: now[k] - self._start[k] for k in now},
+            "recompiles": sum(m.recompile_reason is not None for m in new),
+        }

@@ -167,10 +167,13 @@ class RIDE(Method):
         """DRW weights and class-wise temperature from ``reweight_epoch`` (0-indexed; RIDE's 1-indexed
         ``epoch > reweight_epoch`` is the same epoch)."""
         if epoch >= self.hp["reweight_epoch"] and self.temperature is None:
-            self.ldam.weight = class_balanced_weights(self.counts, self.hp["beta"]).to(ctx.device)
-            self.temperature = class_temperature(self.counts, self.hp["alpha"]).to(ctx.device)
-            ctx.record("drw_weights", self.ldam.weight.tolist())
-            ctx.record("ride_temperature", self.temperature.tolist())
+            weight = class_balanced_weights(self.counts, self.hp["beta"])
+            temperature = class_temperature(self.counts, self.hp["alpha"])
+            # recorded from the host copies, before the move: reading them back from the device would sync
+            ctx.record("drw_weights", weight.tolist())
+            ctx.record("ride_temperature", temperature.tolist())
+            self.ldam.weight = weight.to(ctx.device)
+            self.temperature = temperature.to(ctx.device)
         ctx.log(drw=float(self.temperature is not None))
 
     def training_step(self, model, batch, stage, epoch) -> dict:
