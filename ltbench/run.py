@@ -269,6 +269,8 @@ def _train_and_evaluate(
 
         model = convert_sync_bn(model, device, world.size)
     model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:  # a fresh code cache: an in-process sweep's earlier runs would otherwise count against torch's
+        torch._dynamo.reset()  # recompile limit (8 per frame), past which it falls back to eager without a word
     watch = CompileWatch() if cfg.compile else None  # this run's compiles, not the process's (an in-process sweep)
     if cfg.compile:
         # What runs: the model's own feature extractor (for RIDE the multi-expert trunk, not the plain ResNet it was

@@ -377,8 +377,11 @@ def test_compile_on_ride_compiles_the_expert_trunk_that_runs(tmp_path, monkeypat
         compiled.append((self, calls))
 
     monkeypatch.setattr(torch.nn.Module, "compile", record)
+    resets: list[int] = []  # each compiled run starts from an empty code cache (torch's recompile limit is per process)
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(len(compiled)))
     cfg = _two_step_config(tmp_path, "ride", compile=True, hparams=_fast_overrides("ride"))
     assert execute(cfg, progress=False)["status"] == "done"
+    assert resets == [0]  # once, before the model is compiled
     assert [type(m).__name__ for m, _ in compiled] == ["ExpertBackbone"]
     module, calls = compiled[0]
     assert isinstance(module, ExpertBackbone)
