@@ -55,8 +55,11 @@ def section() -> str:
             "times are those of a busy machine). Compare ratios, not absolute speeds, across machines. Nothing here "
             "was measured on a GPU: no GPU was available to this project so far, so the CUDA paths (bf16/TF32 "
             "autocast, `--compile`, pinned-memory loading, NCCL multi-GPU, nvJPEG decoding) have run only in tests "
-            "that guard them on CPU (device placement, host syncs, resume; `slurm/gpu_check.sh` is the first "
-            "check to run on one)."
+            "that guard them on CPU: every stage of every method takes optimizer steps on the `meta` device under "
+            "CUDA's device-mixing rules (`tests/test_device_guard.py`), its step loop is audited for host syncs "
+            "and host copies (`tests/test_gpu_guards.py`), a checkpoint tagged `cuda:0` resumes, evaluation copies "
+            "each prediction variant to the host once per split (in 512 MB chunks), and `--compile` reports its "
+            "recompiles and graph breaks per run; `slurm/gpu_check.sh` is the first check to run on a GPU."
         ),
     ]
     for t in (1, 2):
