@@ -241,6 +241,19 @@ def _finish(world: World, run_dir: Path, record: dict | None) -> dict:
     return record if record is not None else read_json(run_dir / "result.json")
 
 
+def _compile(model: torch.nn.Module) -> CompileWatch:
+    """Compile what runs: the model's own feature extractor (for RIDE the multi-expert trunk, not the plain ResNet
+    it was built from), in place (nn.Module.compile), so state_dict keys, checkpoints and attribute access are
+    unchanged; static shapes (training batches drop_last, see Context.compiled). 35-65 s per model on CPU and not
+    faster than eager channels_last there, so off by default. Returns the watch of this run's compiles."""
+    # a fresh code cache: an in-process sweep's earlier runs would otherwise count against torch's recompile
+    # limit (8 per frame), past which it falls back to eager without a word
+    torch._dynamo.reset()
+    watch = CompileWatch()  # this run's compiles, not the process's (an in-process sweep)
+    model.backbone.compile(dynamic=False)
+    return watch
+
+
 def _train_and_evaluate(
     cfg: RunConfig,
     method_cls: type[Method],
@@ -269,15 +282,7 @@ def _train_and_evaluate(
 
         model = convert_sync_bn(model, device, world.size)
     model = model.to(memory_format=torch.channels_last)
-    if cfg.compile:  # a fresh code cache: an in-process sweep's earlier runs would otherwise count against torch's
-        torch._dynamo.reset()  # recompile limit (8 per frame), past which it falls back to eager without a word
-    watch = CompileWatch() if cfg.compile else None  # this run's compiles, not the process's (an in-process sweep)
-    if cfg.compile:
-        # What runs: the model's own feature extractor (for RIDE the multi-expert trunk, not the plain ResNet it was
-        # built from), in place (nn.Module.compile), so state_dict keys, checkpoints and attribute access are
-        # unchanged; static shapes (training batches drop_last, see Context.compiled). 35-65 s per model on CPU
-        # and not faster than eager channels_last there, so off by default.
-        model.backbone.compile(dynamic=False)
+    watch = _compile(model) if cfg.compile else None
     ctx = Context(data, device, precision, channels_last=True, compiled=cfg.compile)
     recipe = getattr(backbone, "recipe", None)
     if recipe:
