@@ -276,12 +276,7 @@ def _train_and_evaluate(
     )
     method = method_cls(dict(resolved.hp), info)
     backbone = build_backbone(resolved.backbone, data.image_size, resolved.pretrained)
-    model = method.build_model(backbone, data.num_classes, list(data.class_counts)).to(device)
-    if cfg.sync_bn:
-        from ltbench.distributed.ddp import convert_sync_bn
-
-        model = convert_sync_bn(model, device, world.size)
-    model = model.to(memory_format=torch.channels_last)
+    model = _place_model(method.build_model(backbone, data.num_classes, list(data.class_counts)), cfg, device, world)
     watch = _compile(model) if cfg.compile else None
     ctx = Context(data, device, precision, channels_last=True, compiled=cfg.compile)
     recipe = getattr(backbone, "recipe", None)
@@ -310,26 +305,15 @@ def _train_and_evaluate(
     weight = class_weight_matrix(model.head)
     if weight is not None:
         metrics.update(weight_norm_stats(weight))
-    stages = {
-        name: {**t, "images_per_s": round(t["images"] / max(t["seconds"], 1e-9), 1)} for name, t in state.timing.items()
-    }
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
     if progress:
         print_summary(cfg, metrics)
-    if world.distributed:  # the trainer's images/s count the global batch; per device is what scaling compares
-        for t in stages.values():
-            t["images_per_s_per_device"] = round(t["images_per_s"] / world.size, 1)
     return {
         "metrics": metrics,
         "chosen_variant": ev["chosen"],
         "variants": ev["variants"],
         "val": ev["val"],
         "model": model_cost(model, method, tuple(data.test_x.shape[1:]), device),
-        "timing": {"stages": stages, "peak_memory_mb": round(peak, 1)},
+        "timing": _timing(state.timing, device, world),
         "warnings": ctx.records.pop("warnings", []),
         "reused_from": ctx.records.pop("reused_from", None),
         "numerics": numerics(),
@@ -337,6 +321,35 @@ def _train_and_evaluate(
         **({"compile": watch.report()} if watch is not None else {}),
         "extras": ctx.records,
     }
+
+
+def _place_model(model: torch.nn.Module, cfg: RunConfig, device: torch.device, world: World) -> torch.nn.Module:
+    """The built model on its device, SyncBatchNorm where asked (multi-process runs), channels-last (faster
+    convolutions on both CPU and GPU; the trainer's batches follow the same layout)."""
+    model = model.to(device)
+    if cfg.sync_bn:
+        from ltbench.distributed.ddp import convert_sync_bn
+
+        model = convert_sync_bn(model, device, world.size)
+    return model.to(memory_format=torch.channels_last)
+
+
+def _timing(stage_times: dict, device: torch.device, world: World) -> dict:
+    """Per-stage images/s and the peak memory: the GPU allocator's peak on CUDA, the process's resident peak
+    elsewhere. In a multi-process run the trainer's images/s count the global batch, so the per-device figure,
+    the one scaling efficiency compares, is added."""
+    stages = {
+        name: {**t, "images_per_s": round(t["images"] / max(t["seconds"], 1e-9), 1)} for name, t in stage_times.items()
+    }
+    if world.distributed:
+        for t in stages.values():
+            t["images_per_s_per_device"] = round(t["images_per_s"] / world.size, 1)
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {"stages": stages, "peak_memory_mb": round(peak, 1)}
 
 
 def explicit_lrs(cfg: RunConfig, resolved: Resolved) -> frozenset:
