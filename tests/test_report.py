@@ -184,6 +184,26 @@ def test_distinct_configs_are_separate_rows_not_seeds(tmp_path):
     assert ov.loc[("ce (lr=0.1)", "cifar10_lt"), "mean"] == pytest.approx(77.0)
 
 
+def test_explicit_class_counts_label_rows_in_the_command_line_form(tmp_path):
+    """Liu & Liu's toy cases differ only in --class-counts: each setting is its own row, named 500x9,100 (the form
+    --class-counts accepts), not a ten-number list."""
+    from ltbench.data.longtail import format_class_counts, parse_class_counts
+
+    assert format_class_counts([5000] * 9 + [100]) == "5000x9,100"
+    assert format_class_counts([3, 2, 1, 1]) == "3,2,1x2"
+    for text in ("5000x9,100", "1,2x3,1", "7"):
+        assert format_class_counts(parse_class_counts(text)) == text
+    for n, seed in ((500, 0), (500, 1), (2500, 0)):
+        run_dir = fake_run(tmp_path, "ce", seed, BASE, lr=0.1 + n / 1e6)  # lr only makes the run ids differ
+        for name in ("config.json", "result.json"):
+            rec = json.loads((run_dir / name).read_text())
+            rec["config"]["train_counts"] = [n] * 9 + [100]
+            rec["config"]["hparams"], rec["resolved"]["hp"]["lr"] = {}, 0.1
+            (run_dir / name).write_text(json.dumps(rec))
+    ov = summarize(load_records(tmp_path)).query("metric == 'overall'").set_index("row")
+    assert ov.loc["ce (train_counts=500x9,100)", "n"] == 2 and ov.loc["ce (train_counts=2500x9,100)", "n"] == 1
+
+
 def test_latex_is_booktabs_and_escaped(records):
     tex = make_table(records, fmt="latex", metrics="macro_f1,g_mean,ece,wn_var")
     body = [line for line in tex.splitlines() if not line.startswith("%")]

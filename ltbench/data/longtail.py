@@ -96,6 +96,18 @@ def parse_class_counts(text: str) -> tuple[int, ...]:
     return tuple(counts)
 
 
+def format_class_counts(counts: Sequence[int]) -> str:
+    """(5000, ..., 5000, 100) -> ``5000x9,100``: the inverse of :func:`parse_class_counts`, runs of one count
+    written ``NxK``; how tables name a run trained on explicit counts."""
+    runs: list[list[int]] = []
+    for n in counts:
+        if runs and runs[-1][0] == n:
+            runs[-1][1] += 1
+        else:
+            runs.append([n, 1])
+    return ",".join(f"{n}x{k}" if k > 1 else str(n) for n, k in runs)
+
+
 def select_indices(
     labels: np.ndarray, counts: Sequence[int], rule: str = "ldam", seed: int = SUBSET_SEED
 ) -> np.ndarray:

@@ -10,6 +10,7 @@ the long aggregated frame (one row per method x dataset x metric) for further an
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -124,8 +125,20 @@ def row_labels(df: pd.DataFrame) -> pd.Series:
             continue
         varying = [c for c in cand if (g.groupby("dataset")[c].nunique(dropna=False) > 1).any()] or ["config_key"]
         for i, r in g.iterrows():
-            labels[i] = label + " (" + ", ".join(f"{c.removeprefix('hparams.')}={r[c]}" for c in varying) + ")"
+            labels[i] = (
+                label + " (" + ", ".join(f"{c.removeprefix('hparams.')}={_setting(c, r[c])}" for c in varying) + ")"
+            )
     return labels
+
+
+def _setting(column: str, value):
+    """A setting as a row label shows it: explicit class counts in the --class-counts form (``5000x9,100``), not as
+    a list of ten numbers."""
+    if column == "train_counts" and isinstance(value, str) and value.startswith("["):
+        from ltbench.data.longtail import format_class_counts
+
+        return format_class_counts(json.loads(value))
+    return value
 
 
 def _check_thresholds(df: pd.DataFrame) -> None:
