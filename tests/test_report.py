@@ -491,7 +491,7 @@ def test_class_similarity_by_hand_and_its_figure(real_run, records, tmp_path):
 def test_sweep_figure_follows_classes_against_a_swept_setting(tmp_path):
     """`ltbench plot --kind sweep --x PARAM --classes ...` (Liu & Liu's studies): the swept value comes from a
     record column, a hparam, a list element or --mix-similar's ρ/λ; one line per class or group and method."""
-    from ltbench.report.plot import make_plot, sweep_values
+    from ltbench.report.plot import _target_name, make_plot, sweep_values
 
     frame = pd.DataFrame(
         {
@@ -509,7 +509,9 @@ def test_sweep_figure_follows_classes_against_a_swept_setting(tmp_path):
     for seed in range(2):
         fake_run(tmp_path, "ce", seed, [a + 0.01 * seed for a in BASE])
         fake_run(tmp_path, "ce", seed, [a - 0.1 for a in BASE], lr=0.05)
-    paths = make_plot(tmp_path, "sweep", tmp_path / "fig", x="lr", classes="0,few,overall")
+    paths = make_plot(tmp_path, "sweep", tmp_path / "fig", x="lr", classes="0,few,overall,0-8")
+    assert _target_name("0-8", (0, 8), [f"c{i}" for i in range(10)]) == "c0–c8 (mean)"
+    assert _target_name("9", (9, 9), None) == "class 9" and _target_name("few", None, None) == "few"
     assert [p.name for p in paths] == ["sweep_lr.png", "sweep_lr.pdf"]
     held = make_plot(tmp_path, "sweep", tmp_path / "fig", x="seed", classes="0", where="lr=0.05")
     assert held[0].name == "sweep_seed_where_lr_0.05.png"
@@ -637,5 +639,12 @@ def test_one_class_accuracy_as_a_table_metric(tmp_path):
     text = make_table([tmp_path], fmt="markdown", metrics="class:9")
     assert "CIFAR-10-LT Class 9" in text.splitlines()[0] and "51.0 ± 1.4" in text
     assert summarize(load_records(tmp_path), ("class:12",))["n"].tolist() == [0]  # no such class: empty cell
-    with pytest.raises(ConfigError, match="or class:N"):
+    with pytest.raises(ConfigError, match="class:N or class:A-B"):
         make_table([tmp_path], metrics="class:x")
+    # class:A-B: the mean over classes A..B, each class once (Liu & Liu's "the rest": classes 1-9 of toy case 1)
+    rest = summarize(load_records(tmp_path), ("class:0-8",)).set_index("metric")
+    assert rest.loc["class:0-8", "mean"] == pytest.approx(100 * (5 * 0.9 + 3 * 0.7 + 0.5) / 9 + 1.0)
+    assert "CIFAR-10-LT Classes 0–8" in make_table([tmp_path], fmt="markdown", metrics="class:0-8").splitlines()[0]
+    assert summarize(load_records(tmp_path), ("class:5-10",))["n"].tolist() == [0]  # past the last class: empty
+    with pytest.raises(ConfigError, match="runs backwards"):
+        make_table([tmp_path], metrics="class:8-0")

@@ -35,7 +35,9 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--source", help="with --published: only sources containing this text (e.g. 'poster')")
     p.add_argument(
-        "--metrics", help="extra columns: macro_f1,g_mean,ece,auc,wn_var,best_test and class:N (class N's accuracy)"
+        "--metrics",
+        help="extra columns: macro_f1,g_mean,ece,auc,wn_var,best_test, class:N (class N's accuracy) and class:A-B "
+        "(the mean over classes A to B)",
     )
     p.add_argument(
         "--select",
@@ -68,7 +70,11 @@ def add_plot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--x", help="--kind sweep: the swept setting (imbalance_ratio, lr, class_counts[9], mix_similar.rho)"
     )
-    p.add_argument("--classes", help="--kind sweep: class indices and/or groups to follow, e.g. 0,9 or many,few")
+    p.add_argument(
+        "--classes",
+        help="--kind sweep: class indices, spans (0-8: their mean accuracy) and/or groups to follow, "
+        "e.g. 0,9 or 9,0-8 or many,few",
+    )
     p.add_argument(
         "--where", help="--kind sweep: only runs with these settings, PARAM=VALUE[,...] (e.g. mix_similar.lambda=0.2)"
     )

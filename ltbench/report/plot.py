@@ -19,7 +19,7 @@ import pandas as pd
 
 from ltbench.errors import ConfigError, DataError
 from ltbench.report.load import PathsLike, load_records, parse_shots, read_log
-from ltbench.report.table import display_row, row_labels
+from ltbench.report.table import class_span, display_row, row_labels, span_accuracy
 
 KINDS = ("per-class", "weight-norms", "groups", "curves", "tsne", "confusion", "similarity", "sweep")
 FEATURES_FILE = "features.npz"  # arrays: features (n x d float), labels (n int); a test-set sample
@@ -434,9 +434,16 @@ def plot_sweep(
     rows = []
     for r in frame.itertuples():
         for t in targets:
-            value = getattr(r, t, np.nan) if not t.isdigit() else (list(r.per_class) + [np.nan] * (int(t) + 1))[int(t)]
-            name = t if not t.isdigit() else (r.classes[int(t)] if r.classes else f"class {t}")
-            rows.append({"x": r.x, "method": r.label, "target": name, "accuracy (%)": 100 * float(value)})
+            span = class_span(t)
+            value = getattr(r, t, np.nan) if span is None else span_accuracy(list(r.per_class), span)
+            rows.append(
+                {
+                    "x": r.x,
+                    "method": r.label,
+                    "target": _target_name(t, span, r.classes),
+                    "accuracy (%)": 100 * float(value),
+                }
+            )
     long = pd.DataFrame(rows).dropna()
     if long.empty:
         raise ConfigError(f"no run has both {x!r} and an accuracy for {','.join(targets)}")
@@ -445,6 +452,15 @@ def plot_sweep(
     held = f", {where}" if where else ""
     ax.set(xlabel=x, title=f"accuracy vs {x}{held} (mean ± sd over seeds)")
     return _save(fig, out_dir, "sweep_" + re.sub(r"[^\w.]+", "_", x + (f"_where_{where}" if where else "")))
+
+
+def _target_name(target: str, span: tuple[int, int] | None, classes) -> str:
+    """A sweep figure's legend entry: a group as given, a class by its name, a span by its first and last names."""
+    if span is None:
+        return target
+    first, last = span
+    name = [classes[i] if classes is not None and len(classes) > i else f"class {i}" for i in (first, last)]
+    return name[0] if first == last else f"{name[0]}–{name[1]} (mean)"
 
 
 PLOTS = {

@@ -38,22 +38,46 @@ METRICS = {
     "wn_var": ("WN var", 1, None),  # a diagnostic (seed paper Table 2), not a score: never bold
 }
 EXTRA_METRICS = tuple(m for m in METRICS if m not in ACCURACY)
-CLASS_METRIC = re.compile(r"class:(\d+)")  # class:9 = the test accuracy of class 9 (Liu & Liu's studies follow one)
+# class:9 = the test accuracy of class 9; class:0-8 = the mean over classes 0 to 8 (Liu & Liu's studies follow one
+# class, and "the rest")
+CLASS_METRIC = re.compile(r"class:(\d+)(?:-(\d+))?")
+
+
+def class_span(text: str) -> tuple[int, int] | None:
+    """``9`` -> (9, 9), ``0-8`` -> (0, 8): the classes a ``class:`` metric or a sweep figure's target averages;
+    None if ``text`` is neither form. A reversed span is an error."""
+    found = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    if found is None:
+        return None
+    first, last = int(found.group(1)), int(found.group(2) or found.group(1))
+    if last < first:
+        raise ConfigError(f"class span {text!r} runs backwards; write FIRST-LAST with FIRST <= LAST, e.g. 0-8")
+    return first, last
+
+
+def span_accuracy(per_class, span: tuple[int, int]) -> float:
+    """Mean accuracy over the classes of ``span`` (NaN where the run has fewer classes): every class counts once,
+    as in the group columns."""
+    first, last = span
+    if not isinstance(per_class, (list, tuple)) or len(per_class) <= last:
+        return math.nan
+    return float(sum(per_class[first : last + 1]) / (last - first + 1))
 
 
 def metric_info(metric: str) -> tuple[str, float, bool | None] | None:
-    """(header, scale, ranking) of a metric name: one of METRICS or ``class:N``; None if it is neither."""
-    found = CLASS_METRIC.fullmatch(metric)
-    return (f"Class {found.group(1)}", 100, True) if found else METRICS.get(metric)
+    """(header, scale, ranking) of a metric name: one of METRICS or ``class:N`` / ``class:A-B``; None if neither."""
+    if CLASS_METRIC.fullmatch(metric):
+        first, last = class_span(metric.removeprefix("class:"))
+        return (f"Class {first}" if first == last else f"Classes {first}–{last}", 100, True)
+    return METRICS.get(metric)
 
 
 def metric_values(g: pd.DataFrame, metric: str) -> pd.Series:
     """The metric of each run of ``g`` (NaN where a run lacks it), in record units."""
-    found = CLASS_METRIC.fullmatch(metric)
-    if found:
-        i = int(found.group(1))
+    if CLASS_METRIC.fullmatch(metric):
+        span = class_span(metric.removeprefix("class:"))
         per_class = g["per_class"] if "per_class" in g else pd.Series(dtype=object)
-        return per_class.map(lambda v: v[i] if isinstance(v, (list, tuple)) and len(v) > i else math.nan)
+        return per_class.map(lambda v: span_accuracy(v, span))
     return pd.to_numeric(g[metric], errors="coerce") if metric in g else pd.Series(dtype=float)
 
 
@@ -429,7 +453,7 @@ def _metric_list(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
     extra = tuple(m for m in (metrics.split(",") if isinstance(metrics, str) else metrics or ()) if m)
     unknown = [m for m in extra if metric_info(m) is None]
     if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(EXTRA_METRICS)} or class:N")
+        raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(EXTRA_METRICS)}, class:N or class:A-B")
     return ACCURACY + tuple(m for m in extra if m not in ACCURACY)
 
 
