@@ -202,6 +202,8 @@ def test_explicit_class_counts_label_rows_in_the_command_line_form(tmp_path):
             (run_dir / name).write_text(json.dumps(rec))
     ov = summarize(load_records(tmp_path)).query("metric == 'overall'").set_index("row")
     assert ov.loc["ce (train_counts=500x9,100)", "n"] == 2 and ov.loc["ce (train_counts=2500x9,100)", "n"] == 1
+    text = make_table([tmp_path], fmt="markdown")  # numbers sort as numbers: 500 before 2500
+    assert text.index("(train_counts=500x9,100)") < text.index("(train_counts=2500x9,100)")
 
 
 def test_latex_is_booktabs_and_escaped(records):

@@ -125,8 +125,12 @@ def _ir_value(key: str) -> float:
 
 
 def _order(name: str, order: list[str] | tuple[str, ...]) -> tuple:
+    """Rows in the method order, then by their settings with numbers compared as numbers: a sweep's rows read
+    100x10, 500x9,100, ..., 5000x9,100 and lr=0.05 before lr=0.1."""
     base = name.split(" ")[0].removesuffix("+ssp")
-    return (order.index(base) if base in order else len(order), name)
+    parts = re.split(r"(\d+(?:\.\d+)?)", name)  # text, number, text, ...: positions never mix types
+    numeric = tuple(float(p) if i % 2 else p for i, p in enumerate(parts))
+    return (order.index(base) if base in order else len(order), numeric, name)
 
 
 def budget(r) -> str:
