@@ -199,6 +199,7 @@ def test_explicit_class_counts_label_rows_in_the_command_line_form(tmp_path):
             rec = json.loads((run_dir / name).read_text())
             rec["config"]["train_counts"] = [n] * 9 + [100]
             rec["config"]["hparams"], rec["resolved"]["hp"]["lr"] = {}, 0.1
+            rec.setdefault("data", {})["provenance"] = {"imbalance_ratio": n / 100}  # follows from the counts
             (run_dir / name).write_text(json.dumps(rec))
     ov = summarize(load_records(tmp_path)).query("metric == 'overall'").set_index("row")
     assert ov.loc["ce (train_counts=500x9,100)", "n"] == 2 and ov.loc["ce (train_counts=2500x9,100)", "n"] == 1

@@ -152,6 +152,8 @@ def row_labels(df: pd.DataFrame) -> pd.Series:
         if g.groupby("dataset")["config_key"].nunique().max() <= 1:
             continue
         varying = [c for c in cand if (g.groupby("dataset")[c].nunique(dropna=False) > 1).any()] or ["config_key"]
+        if "train_counts" in varying and "imbalance_ratio" in varying:  # the ratio follows from the counts
+            varying.remove("imbalance_ratio")
         for i, r in g.iterrows():
             labels[i] = (
                 label + " (" + ", ".join(f"{c.removeprefix('hparams.')}={_setting(c, r[c])}" for c in varying) + ")"
