@@ -23,6 +23,8 @@ from ltbench.errors import storage_error
 SCHEMA_VERSION = 1
 STATES = ("pending", "running", "incomplete", "done", "failed")
 LOCK_NAME = "run.lock"
+FEATURES_FILE = "features.npz"  # arrays: features (n x d float), labels (n int); a test-set sample
+PREDICTIONS_FILE = "predictions.npz"  # arrays: preds (N int), labels (N int), logits; the reported test predictions
 
 
 class RunLock:

@@ -27,7 +27,16 @@ from ltbench.method import DataInfo, Method
 from ltbench.metrics import weight_norm_stats
 from ltbench.models.backbones import build_backbone
 from ltbench.models.heads import class_weight_matrix
-from ltbench.records import RunLock, env_info, read_json, run_state, write_json_atomic, write_result
+from ltbench.records import (
+    FEATURES_FILE,
+    PREDICTIONS_FILE,
+    RunLock,
+    env_info,
+    read_json,
+    run_state,
+    write_json_atomic,
+    write_result,
+)
 from ltbench.registry import DATASETS, METHODS
 from ltbench.resolve import Resolved, resolve
 from ltbench.train.context import Context
@@ -393,13 +402,11 @@ def save_artifacts(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, sa
     logits = logits.float()
     preds = logits.argmax(1).int().numpy()
     try:
-        np.savez_compressed(
-            run_dir / "predictions.npz", preds=preds, labels=labels.int().numpy(), logits=logits.numpy()
-        )
+        np.savez_compressed(run_dir / PREDICTIONS_FILE, preds=preds, labels=labels.int().numpy(), logits=logits.numpy())
         if sample is not None:
-            np.savez_compressed(run_dir / "features.npz", **{k: v.numpy() for k, v in sample.items()})
+            np.savez_compressed(run_dir / FEATURES_FILE, **{k: v.numpy() for k, v in sample.items()})
     except OSError as exc:
-        raise storage_error(exc, run_dir / "predictions.npz") from exc
+        raise storage_error(exc, run_dir / PREDICTIONS_FILE) from exc
 
 
 def fmt_pct(v: float | None) -> str:

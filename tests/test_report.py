@@ -494,7 +494,8 @@ def test_class_similarity_by_hand_and_its_figure(real_run, records, tmp_path):
 def test_sweep_figure_follows_classes_against_a_swept_setting(tmp_path):
     """`ltbench plot --kind sweep --x PARAM --classes ...` (Liu & Liu's studies): the swept value comes from a
     record column, a hparam, a list element or --mix-similar's ρ/λ; one line per class or group and method."""
-    from ltbench.report.plot import _target_name, make_plot, sweep_values
+    from ltbench.report.plot import make_plot
+    from ltbench.report.study_plots import _target_name, sweep_values
 
     frame = pd.DataFrame(
         {
@@ -526,7 +527,7 @@ def test_sweep_figure_follows_classes_against_a_swept_setting(tmp_path):
 
 def test_sweep_figure_holds_the_other_setting_with_where():
     """A grid over ρ and λ (the similarity study) is drawn against ρ at λ = 0.2 and against λ at ρ = 0.2."""
-    from ltbench.report.plot import where_runs
+    from ltbench.report.study_plots import where_runs
 
     grid = ["0:9:0:0.2", "0:9:0.1:0.2", "0:9:0.2:0.2", "0:9:0.4:0.2", "0:9:0.2:0", "0:9:0.2:0.4", "0:9:0.2:0.6"]
     frame = pd.DataFrame({"mix_similar": grid})
@@ -557,7 +558,7 @@ def test_figures_of_many_methods_are_readable(tmp_path, monkeypatch, n_methods):
         captured[stem] = fig
         return [out_dir / f"{stem}.png"]
 
-    monkeypatch.setattr(plot_mod, "_save", keep)
+    monkeypatch.setattr(plot_mod, "save_figure", keep)
     for kind in ("per-class", "groups", "curves"):
         plot_mod.make_plot(tmp_path, kind, tmp_path / "fig")
     renderer = captured["per-class"].canvas.get_renderer()

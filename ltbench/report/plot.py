@@ -1,5 +1,6 @@
 """Figures from run records (seaborn, PNG + PDF): per-class accuracy vs training frequency, classifier weight
-norms, many/medium/few bars, training curves, t-SNE of test features, confusion matrices, class similarity.
+norms, many/medium/few bars, training curves, t-SNE of test features, confusion matrices; the study figures
+(class similarity, accuracy against a swept setting) live in ``study_plots``, the shared look in ``figure``.
 
 Every figure is drawn from what the runs stored (result.json, log.jsonl, and the optional ``features.npz`` /
 ``predictions.npz``); nothing is re-evaluated, so a figure always matches the table made from the same runs.
@@ -10,7 +11,6 @@ backend (no display on cluster nodes).
 from __future__ import annotations
 
 import difflib
-import re
 import warnings
 from pathlib import Path
 
@@ -18,68 +18,13 @@ import numpy as np
 import pandas as pd
 
 from ltbench.errors import ConfigError, DataError
+from ltbench.records import FEATURES_FILE, PREDICTIONS_FILE
+from ltbench.report.figure import caption, legend_outside, palette, save_figure, setup
 from ltbench.report.load import PathsLike, load_records, parse_shots, read_log
-from ltbench.report.table import class_span, display_row, row_labels, span_accuracy
+from ltbench.report.study_plots import plot_similarity, plot_sweep
+from ltbench.report.table import display_row, row_labels
 
 KINDS = ("per-class", "weight-norms", "groups", "curves", "tsne", "confusion", "similarity", "sweep")
-FEATURES_FILE = "features.npz"  # arrays: features (n x d float), labels (n int); a test-set sample
-PREDICTIONS_FILE = "predictions.npz"  # arrays: preds (N int), labels (N int); the reported test predictions
-
-
-def _setup():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="paper")
-    return plt, sns
-
-
-def _palette(n: int) -> list:
-    """n distinguishable colours: seaborn's qualitative palette up to 10, tab20 up to 20, husl beyond."""
-    import seaborn as sns
-
-    return sns.color_palette("deep" if n <= 10 else "tab20" if n <= 20 else "husl", n)
-
-
-def _caption(fig, text: str) -> None:
-    """What lines, bands and bars show, under the figure (a reader of the PDF has no README at hand)."""
-    fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=7, color="0.3")
-
-
-def _legend_outside(g, n: int) -> None:
-    """Move a FacetGrid's legend to the right in as many columns as keep it no taller than the figure."""
-    if g.legend is None:
-        return
-    rows_fit = max(8, int(g.figure.get_figheight() * 72 / 13))  # ~13 pt per legend row at the paper context
-    g.legend.set_bbox_to_anchor((1.0, 0.5))
-    g.legend._loc = 6  # center left
-    if n > rows_fit:
-        handles, labels = g.legend.legend_handles, [t.get_text() for t in g.legend.get_texts()]
-        title = g.legend.get_title().get_text()
-        g.legend.remove()
-        g._legend = g.figure.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                                    ncol=-(-n // rows_fit), frameon=False, fontsize=7)  # fmt: skip
-
-
-def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``stem.png`` (150 dpi) and ``stem.pdf`` (vector, for the paper) and close the figure. Stems longer
-    than 60 characters (rows named with many hparams) are cut and end in a short hash of the full name."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9_.+-]+", "_", stem).strip("_")
-    if len(stem) > 60:
-        import hashlib
-
-        stem = f"{stem[:50]}_{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return paths
 
 
 def _explode(df: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
@@ -95,7 +40,7 @@ def _explode(df: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
 
 
 def _per_class_like(df: pd.DataFrame, out_dir: Path, column: str, value: str, stem: str) -> list[Path]:
-    plt, sns = _setup()
+    plt, sns = setup()
     long = _explode(df, column, value)
     if not len(long):
         raise ConfigError(
@@ -108,7 +53,7 @@ def _per_class_like(df: pd.DataFrame, out_dir: Path, column: str, value: str, st
         x="count",
         y=value,
         hue="method",
-        palette=_palette(n_methods),
+        palette=palette(n_methods),
         col="dataset",
         kind="line",
         marker="o",
@@ -132,9 +77,9 @@ def _per_class_like(df: pd.DataFrame, out_dir: Path, column: str, value: str, st
             ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
             ax.annotate(f"{text} {x:g}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
                         textcoords="offset points", fontsize=6, color="0.35", va="top", rotation=90)  # fmt: skip
-    _legend_outside(g, n_methods)
-    _caption(g.figure, "Lines: mean over seeds; bands: ± 1 sd. Dashed: the many / few thresholds of the table.")
-    return _save(g.figure, out_dir, stem)
+    legend_outside(g, n_methods)
+    caption(g.figure, "Lines: mean over seeds; bands: ± 1 sd. Dashed: the many / few thresholds of the table.")
+    return save_figure(g.figure, out_dir, stem)
 
 
 def _thresholds(df: pd.DataFrame, dataset: str) -> list[float]:
@@ -156,7 +101,7 @@ def plot_weight_norms(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def plot_groups(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Many / medium / few / overall bars per method, one panel per dataset, sd over seeds as error bars."""
-    plt, sns = _setup()
+    plt, sns = setup()
     long = df.melt(
         id_vars=["row", "dataset", "seed"], value_vars=["many", "medium", "few", "overall"], var_name="group"
     )
@@ -167,7 +112,7 @@ def plot_groups(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         x="group",
         y="accuracy (%)",
         hue="method",
-        palette=_palette(long["method"].nunique()),
+        palette=palette(long["method"].nunique()),
         col="dataset",
         kind="bar",
         errorbar="sd",
@@ -176,14 +121,14 @@ def plot_groups(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         aspect=min(2.2, max(1.0, long["method"].nunique() / 6)),  # bars stay readable with the whole registry
     )
     g.set(ylim=(0, 100))
-    _legend_outside(g, long["method"].nunique())
-    _caption(g.figure, "Bars: mean over seeds; error bars: ± 1 sd.")
-    return _save(g.figure, out_dir, "groups")
+    legend_outside(g, long["method"].nunique())
+    caption(g.figure, "Bars: mean over seeds; error bars: ± 1 sd.")
+    return save_figure(g.figure, out_dir, "groups")
 
 
 def plot_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Training loss and the logged test accuracy per epoch (stages concatenated), from each run's log.jsonl."""
-    plt, sns = _setup()
+    plt, sns = setup()
     frames, boundaries = [], set()
     for r in df.itertuples():
         log = read_log(r.run_dir)
@@ -205,7 +150,7 @@ def plot_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         x="epoch_index",
         y="value",
         hue="method",
-        palette=_palette(n_methods),
+        palette=palette(n_methods),
         row="quantity",
         col="dataset",
         kind="line",
@@ -223,10 +168,10 @@ def plot_curves(df: pd.DataFrame, out_dir: Path) -> list[Path]:
             ax.set_yscale("log")  # one diverging or contrastive-scale loss no longer flattens the rest
         for boundary in boundaries:
             ax.axvline(boundary - 0.5, color="grey", linestyle=":", linewidth=0.8)
-    _legend_outside(g, n_methods)
-    _caption(g.figure, "Lines: mean over seeds; bands: ± 1 sd. Loss on a log axis; dotted: stage boundaries. "
+    legend_outside(g, n_methods)
+    caption(g.figure, "Lines: mean over seeds; bands: ± 1 sd. Loss on a log axis; dotted: stage boundaries. "
                        "Losses of different stages (e.g. contrastive, then CE) are not on one scale.")  # fmt: skip
-    return _save(g.figure, out_dir, "curves")
+    return save_figure(g.figure, out_dir, "curves")
 
 
 def _with_file(df: pd.DataFrame, name: str, what: str, needed: str) -> pd.DataFrame:
@@ -260,7 +205,7 @@ def plot_tsne(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """t-SNE (sklearn, PCA init, fixed seed) of each run's stored test-feature sample, one figure per run."""
     from sklearn.manifold import TSNE
 
-    plt, sns = _setup()
+    plt, sns = setup()
     paths: list[Path] = []
     for r in _with_file(df, FEATURES_FILE, "feature sample", "arrays 'features' and 'labels'").itertuples():
         with np.load(Path(r.run_dir) / FEATURES_FILE) as z:
@@ -286,8 +231,8 @@ def plot_tsne(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set(xticks=[], yticks=[], title=f"{r.row} · {r.dataset} · seed {r.seed}")
         if ax.get_legend() is not None:
             ax.legend(title=title, fontsize=6, markerscale=1.5, bbox_to_anchor=(1.02, 1), loc="upper left")
-        _caption(fig, "Colour: training-set size, dark = head (most images), light = tail.")
-        paths += _save(fig, out_dir, f"tsne_{r.run_id}")
+        caption(fig, "Colour: training-set size, dark = head (most images), light = tail.")
+        paths += save_figure(fig, out_dir, f"tsne_{r.run_id}")
     return paths
 
 
@@ -306,7 +251,7 @@ def plot_confusion(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Row-normalised test confusion matrix (recall on the diagonal), averaged over seeds, per method x dataset."""
     from ltbench.records import read_json
 
-    plt, sns = _setup()
+    plt, sns = setup()
     mats = []
     for r in df.itertuples():
         stored = ((read_json(Path(r.run_dir) / "result.json") or {}).get("metrics") or {}).get("confusion")
@@ -335,132 +280,8 @@ def plot_confusion(df: pd.DataFrame, out_dir: Path) -> list[Path]:
             yticklabels=names if small else False,
         )
         ax.set(xlabel="predicted", ylabel="true (sorted by training count)", title=f"{row} · {ds} ({len(group)} runs)")
-        paths += _save(fig, out_dir, f"confusion_{row}_{ds}")
+        paths += save_figure(fig, out_dir, f"confusion_{row}_{ds}")
     return paths
-
-
-def _similarity_of(r) -> dict | None:
-    from ltbench.records import read_json
-    from ltbench.report.similarity import run_similarity
-
-    stored = (read_json(Path(r.run_dir) / "result.json") or {}).get("similarity")
-    return stored or run_similarity(Path(r.run_dir), list(r.class_counts))
-
-
-def plot_similarity(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Per method x dataset (mean over seeds): the class-by-class cosine of class-mean test features, and each
-    class's accuracy against its highest similarity to a more frequent class, sized by its training count
-    (Liu & Liu: a rare class suffers most when it resembles a frequent one)."""
-    plt, sns = _setup()
-    rows = []
-    for r in df.itertuples():
-        sim = _similarity_of(r)
-        if sim is not None:
-            rows.append((r.row, r.dataset, np.asarray(sim["feature_cosine"]), sim["most_similar_frequent"], r))
-    if not rows:
-        raise ConfigError(
-            f"run {df['run_id'].iloc[0]} has no class similarity (result.json 'similarity', or {FEATURES_FILE} "
-            f"and {PREDICTIONS_FILE} to compute it)"
-        )
-    paths: list[Path] = []
-    for (row, ds), group in pd.DataFrame(rows, columns=["row", "dataset", "cos", "msf", "r"]).groupby(
-        ["row", "dataset"]
-    ):
-        cos = np.mean(np.stack(group["cos"].tolist()), axis=0)
-        first = group["r"].iloc[0]
-        names = first.classes or list(range(len(cos)))
-        acc = np.nanmean(np.stack([np.asarray(r.per_class, dtype=float) for r in group["r"]]), axis=0)
-        msf = np.asarray([np.nan if v is None else v for v in group["msf"].iloc[0]], dtype=float)
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-        small = len(cos) <= 30
-        sns.heatmap(cos, vmin=-1, vmax=1, cmap="vlag", square=True, ax=ax1,
-                    xticklabels=names if small else False, yticklabels=names if small else False)  # fmt: skip
-        ax1.set(title="cosine of class-mean test features")
-        counts = np.asarray(first.class_counts, dtype=float)
-        ax2.scatter(msf, 100 * acc, s=20 + 80 * counts / counts.max(), c=np.log10(counts), cmap="viridis")
-        ax2.set(xlabel="highest similarity to a more frequent class", ylabel="test accuracy (%)",
-                title="accuracy vs similarity (size, colour: training images)")  # fmt: skip
-        fig.suptitle(f"{row} · {ds} ({len(group)} runs)")
-        paths += _save(fig, out_dir, f"similarity_{row}_{ds}")
-    return paths
-
-
-def sweep_values(df: pd.DataFrame, x: str) -> pd.Series:
-    """The swept parameter of each run: a record column (``imbalance_ratio``, ``seed``), a hparam (``lr`` or
-    ``hparams.lr``), one element of a list column (``class_counts[9]``) or ``mix_similar.rho`` / ``.lambda``."""
-    element = re.fullmatch(r"(\w+)\[(\d+)\]", x)
-    if element and element.group(1) in df.columns:
-        i = int(element.group(2))
-        return df[element.group(1)].map(lambda v: v[i] if isinstance(v, (list, tuple)) and len(v) > i else np.nan)
-    if x in ("mix_similar.rho", "mix_similar.lambda") and "mix_similar" in df.columns:
-        part = 2 if x.endswith("rho") else 3
-        return df["mix_similar"].map(lambda v: float(v.split(":")[part]) if isinstance(v, str) else 0.0)
-    for column in (x, f"hparams.{x}"):
-        if column in df.columns:
-            return pd.to_numeric(df[column], errors="coerce")
-    raise ConfigError(
-        f"--x {x!r} is not a setting of these runs; e.g. imbalance_ratio, lr, class_counts[9], mix_similar.rho"
-    )
-
-
-def where_runs(df: pd.DataFrame, where: str | None) -> pd.DataFrame:
-    """The runs whose settings match every ``PARAM=VALUE`` of ``where`` (comma-separated, PARAM as for --x): a
-    grid that varies two settings (Liu & Liu's ρ and λ) is drawn against one with the other held."""
-    for condition in filter(None, (where or "").split(",")):
-        param, sep, value = condition.partition("=")
-        if not sep:
-            raise ConfigError(f"--where {condition!r}: expected PARAM=VALUE, e.g. mix_similar.lambda=0.2")
-        try:
-            wanted = float(value)
-        except ValueError:
-            raise ConfigError(f"--where {condition!r}: VALUE must be a number") from None
-        df = df[np.isclose(sweep_values(df, param).astype(float), wanted)]
-    return df
-
-
-def plot_sweep(
-    df: pd.DataFrame, out_dir: Path, x: str | None = None, classes: str | None = None, where: str | None = None
-) -> list[Path]:
-    """Accuracy of chosen classes (indices) or groups against a swept setting, mean ± sd over seeds, one line per
-    target and method (the figure of Liu & Liu's toy and similarity studies); ``where`` holds other settings."""
-    if not x:
-        raise ConfigError("--kind sweep needs --x PARAM (e.g. class_counts[9], mix_similar.rho, lr)")
-    plt, sns = _setup()
-    targets = [t for t in (classes or "overall").split(",") if t]
-    frame = where_runs(df, where)
-    if frame.empty:
-        raise ConfigError(f"no run matches --where {where}")
-    frame = frame.assign(x=sweep_values(frame, x))
-    rows = []
-    for r in frame.itertuples():
-        for t in targets:
-            span = class_span(t)
-            value = getattr(r, t, np.nan) if span is None else span_accuracy(list(r.per_class), span)
-            rows.append(
-                {
-                    "x": r.x,
-                    "method": r.label,
-                    "target": _target_name(t, span, r.classes),
-                    "accuracy (%)": 100 * float(value),
-                }
-            )
-    long = pd.DataFrame(rows).dropna()
-    if long.empty:
-        raise ConfigError(f"no run has both {x!r} and an accuracy for {','.join(targets)}")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=long, x="x", y="accuracy (%)", hue="target", style="method", errorbar="sd", marker="o", ax=ax)
-    held = f", {where}" if where else ""
-    ax.set(xlabel=x, title=f"accuracy vs {x}{held} (mean ± sd over seeds)")
-    return _save(fig, out_dir, "sweep_" + re.sub(r"[^\w.]+", "_", x + (f"_where_{where}" if where else "")))
-
-
-def _target_name(target: str, span: tuple[int, int] | None, classes) -> str:
-    """A sweep figure's legend entry: a group as given, a class by its name, a span by its first and last names."""
-    if span is None:
-        return target
-    first, last = span
-    name = [classes[i] if classes is not None and len(classes) > i else f"class {i}" for i in (first, last)]
-    return name[0] if first == last else f"{name[0]}–{name[1]} (mean)"
 
 
 PLOTS = {

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ltbench.records import FEATURES_FILE, PREDICTIONS_FILE
+
 MAX_CLASSES = 100  # C x C matrices go into result.json up to this many classes
 
 
@@ -57,7 +59,7 @@ def most_similar_frequent(cosine: np.ndarray, counts: Sequence[int]) -> list[flo
 
 def run_similarity(run_dir: Path, counts: Sequence[int]) -> dict | None:
     """``class_similarity`` from a run's stored files (runs recorded before the measure was added), or None."""
-    feats, preds = Path(run_dir) / "features.npz", Path(run_dir) / "predictions.npz"
+    feats, preds = Path(run_dir) / FEATURES_FILE, Path(run_dir) / PREDICTIONS_FILE
     if not (feats.exists() and preds.exists()):
         return None
     with np.load(feats) as f, np.load(preds) as p:
