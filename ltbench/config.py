@@ -21,19 +21,29 @@ QUICK_EPOCHS = 20  # --preset quick: the first stage gets ~20 epochs (200 -> 20 
 SCALE_PRESETS = ("quick",)
 
 
-MIX_SIMILAR_FORM = "SRC:DST:RHO:LAMBDA (classes by index or name, 0 <= RHO, LAMBDA <= 1), e.g. 0:9:0.2:0.2"
+# Liu & Liu's release (verification/imbalance_cifar.py, gen_overlaped_data) tiles the tail class's images, so each
+# is mixed into an equal share of the replaced head images: "balanced", the default; "random" draws partners
+# uniformly with replacement (what ltbench did before the release was read)
+MIX_PAIRINGS = ("balanced", "random")
+MIX_SIMILAR_FORM = (
+    "SRC:DST:RHO:LAMBDA[:PAIRING] (classes by index or name, 0 <= RHO, LAMBDA <= 1, PAIRING balanced (default) or "
+    "random), e.g. 0:9:0.2:0.2"
+)
 
 
-def parse_mix_similar(text: str) -> tuple[str, str, float, float]:
-    """``--mix-similar SRC:DST:RHO:LAMBDA`` (ltbench/data/similar.py) checked without touching data."""
+def parse_mix_similar(text: str) -> tuple[str, str, float, float, str]:
+    """``--mix-similar SRC:DST:RHO:LAMBDA[:PAIRING]`` (ltbench/data/similar.py) checked without touching data."""
     parts = text.split(":")
     try:
         src, dst, rho, lam = parts[0], parts[1], float(parts[2]), float(parts[3])
     except (IndexError, ValueError):
         raise ConfigError(f"--mix-similar {text!r}: expected {MIX_SIMILAR_FORM}") from None
-    if len(parts) != 4 or not (0 <= rho <= 1 and 0 <= lam <= 1) or not src or not dst or src == dst:
+    pairing = parts[4] if len(parts) == 5 else MIX_PAIRINGS[0]
+    if len(parts) not in (4, 5) or not (0 <= rho <= 1 and 0 <= lam <= 1) or not src or not dst or src == dst:
         raise ConfigError(f"--mix-similar {text!r}: expected {MIX_SIMILAR_FORM}, SRC and DST different")
-    return src, dst, rho, lam
+    if pairing not in MIX_PAIRINGS:
+        raise ConfigError(f"--mix-similar {text!r}: PAIRING {pairing!r} is not one of {', '.join(MIX_PAIRINGS)}")
+    return src, dst, rho, lam, pairing
 
 
 def default_out() -> str:
@@ -77,7 +87,8 @@ class RunConfig:
     mix_similar: str | None = option(
         None,
         "replace a share RHO of class SRC's training images by LAMBDA*x_src + (1-LAMBDA)*x_dst (x_dst from class "
-        "DST; labels kept): SRC:DST:RHO:LAMBDA (Liu & Liu §4.2)",
+        "DST; labels kept): SRC:DST:RHO:LAMBDA[:PAIRING], PAIRING balanced (each DST image used equally often, as the "
+        "release; default) or random (Liu & Liu §4.2)",
         id_default=True,
     )
     subset: str = option("ldam", "which images: LDAM-DRW's exact rule or dataset order", choices=("ldam", "first"))
@@ -146,8 +157,9 @@ class RunConfig:
             raise ConfigError("--class-counts gives every class its count: drop --imbalance-ratio / --profile")
         if self.train_counts is not None and not all(isinstance(n, int) and n >= 1 for n in self.train_counts):
             raise ConfigError(f"--class-counts must be positive integers, got {self.train_counts}")
-        if self.mix_similar is not None:
-            parse_mix_similar(self.mix_similar)
+        if self.mix_similar is not None:  # the pairing always written out: run ids and labels say which ran
+            pairing = parse_mix_similar(self.mix_similar)[4]
+            object.__setattr__(self, "mix_similar", ":".join([*self.mix_similar.split(":")[:4], pairing]))
         if self.imbalance_ratio is not None and not self.imbalance_ratio >= 1:
             raise ConfigError(f"--imbalance-ratio must be >= 1, got {self.imbalance_ratio}")
         many, few = self.shots or (100, 20)

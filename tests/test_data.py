@@ -291,3 +291,30 @@ def test_similar_sample_injection_mixes_a_share_of_one_class_towards_another():
         inject_similar(DATASETS.get("synthetic_lt")(DataSpec()), "0:zebra:0.2:0.2")
     assert RunConfig(method="ce").run_id == RunConfig(method="ce", mix_similar=None).run_id
     assert RunConfig(method="ce").run_id != RunConfig(method="ce", mix_similar="0:9:0.2:0.2").run_id
+
+
+def test_similar_sample_pairing_follows_the_release_by_default():
+    """PAIRING balanced (default): DST's images tiled as in the authors' verification/imbalance_cifar.py, each
+    mixed into the same number of SRC images (ρ = 0.1 of 5,000 with 50 tail images: 10 each); random: uniform
+    draws with replacement, the same draws as before the option existed. The pairing is always written out."""
+    from ltbench.data.similar import SEED, _partners, inject_similar
+
+    dst = np.arange(1000, 1050)
+    balanced = _partners(np.random.RandomState(0), dst, 500, "balanced")
+    assert sorted(set(np.bincount(balanced - 1000).tolist())) == [10]
+    assert set(np.bincount(_partners(np.random.RandomState(0), dst, 70, "balanced") - 1000).tolist()) == {1, 2}
+    rng = np.random.RandomState(SEED)
+    assert np.array_equal(_partners(np.random.RandomState(SEED), dst, 30, "random"), rng.choice(dst, 30, replace=True))
+    assert len(set(np.bincount(_partners(np.random.RandomState(0), dst, 500, "random") - 1000).tolist())) > 1
+    assert RunConfig(method="ce", mix_similar="0:9:0.2:0.2").mix_similar == "0:9:0.2:0.2:balanced"
+    assert RunConfig(method="ce", mix_similar="0:9:0.2:0.2:random").mix_similar == "0:9:0.2:0.2:random"
+    same = RunConfig(method="ce", mix_similar="0:9:0.2:0.2").run_id
+    assert same == RunConfig(method="ce", mix_similar="0:9:0.2:0.2:balanced").run_id
+    assert same != RunConfig(method="ce", mix_similar="0:9:0.2:0.2:random").run_id
+    with pytest.raises(ConfigError, match="PAIRING 'tiled' is not one of balanced, random"):
+        RunConfig(method="ce", mix_similar="0:9:0.2:0.2:tiled")
+    a = inject_similar(DATASETS.get("synthetic_lt")(DataSpec()), "0:9:0.5:0.25:balanced")
+    b = inject_similar(DATASETS.get("synthetic_lt")(DataSpec()), "0:9:0.5:0.25:random")
+    assert a.provenance["mix_similar"]["pairing"] == "balanced" and b.provenance["mix_similar"]["pairing"] == "random"
+    assert a.provenance["mix_similar"]["replaced_hash"] == b.provenance["mix_similar"]["replaced_hash"]  # same images
+    assert a.provenance["mix_similar"]["partners_hash"] != b.provenance["mix_similar"]["partners_hash"]
