@@ -13,6 +13,7 @@ import pandas as pd
 from ltbench.errors import ConfigError
 from ltbench.records import FEATURES_FILE, PREDICTIONS_FILE
 from ltbench.report.figure import save_figure, setup
+from ltbench.report.load import display_name
 from ltbench.report.table import class_span, span_accuracy
 
 
@@ -116,7 +117,7 @@ def plot_sweep(
             rows.append(
                 {
                     "x": r.x,
-                    "method": r.label,
+                    "method": display_name(r.label),
                     "target": _target_name(t, span, r.classes),
                     "accuracy (%)": 100 * float(value),
                 }
