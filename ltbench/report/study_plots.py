@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 
 from ltbench.errors import ConfigError
-from ltbench.records import FEATURES_FILE, PREDICTIONS_FILE
+from ltbench.records import FEATURES_FILE, PREDICTIONS_FILE, read_json
 from ltbench.report.figure import save_figure, setup
 from ltbench.report.load import display_name
 from ltbench.report.table import class_span, span_accuracy
 
 
 def _similarity_of(r) -> dict | None:
-    from ltbench.records import read_json
     from ltbench.report.similarity import run_similarity
 
     stored = (read_json(Path(r.run_dir) / "result.json") or {}).get("similarity")

@@ -38,9 +38,6 @@ METRICS = {
     "wn_var": ("WN var", 1, None),  # a diagnostic (seed paper Table 2), not a score: never bold
 }
 EXTRA_METRICS = tuple(m for m in METRICS if m not in ACCURACY)
-# class:9 = the test accuracy of class 9; class:0-8 = the mean over classes 0 to 8 (Liu & Liu's studies follow one
-# class, and "the rest")
-CLASS_METRIC = re.compile(r"class:(\d+)(?:-(\d+))?")
 
 
 def class_span(text: str) -> tuple[int, int] | None:
@@ -64,18 +61,25 @@ def span_accuracy(per_class, span: tuple[int, int]) -> float:
     return float(sum(per_class[first : last + 1]) / (last - first + 1))
 
 
+def metric_span(metric: str) -> tuple[int, int] | None:
+    """The classes of a ``class:`` metric: class:9 = the test accuracy of class 9, class:0-8 = the mean over
+    classes 0 to 8 (Liu & Liu's studies follow one class, and "the rest"); None for any other metric."""
+    return class_span(metric.removeprefix("class:")) if metric.startswith("class:") else None
+
+
 def metric_info(metric: str) -> tuple[str, float, bool | None] | None:
     """(header, scale, ranking) of a metric name: one of METRICS or ``class:N`` / ``class:A-B``; None if neither."""
-    if CLASS_METRIC.fullmatch(metric):
-        first, last = class_span(metric.removeprefix("class:"))
+    span = metric_span(metric)
+    if span is not None:
+        first, last = span
         return (f"Class {first}" if first == last else f"Classes {first}–{last}", 100, True)
     return METRICS.get(metric)
 
 
 def metric_values(g: pd.DataFrame, metric: str) -> pd.Series:
     """The metric of each run of ``g`` (NaN where a run lacks it), in record units."""
-    if CLASS_METRIC.fullmatch(metric):
-        span = class_span(metric.removeprefix("class:"))
+    span = metric_span(metric)
+    if span is not None:
         per_class = g["per_class"] if "per_class" in g else pd.Series(dtype=object)
         return per_class.map(lambda v: span_accuracy(v, span))
     return pd.to_numeric(g[metric], errors="coerce") if metric in g else pd.Series(dtype=float)
