@@ -14,32 +14,56 @@ from ltbench.losses import (
     class_balanced_weights,
     inverse_frequency_weights,
 )
-from ltbench.method import HP
+from ltbench.method import HP, Stage
 from ltbench.methods.one_stage import OneStageLoss, weighted_ce
 from ltbench.models.heads import cosine_classifier
 from ltbench.registry import METHODS
-from ltbench.train.recipes import LDAM_CIFAR
+from ltbench.train.recipes import LDAM_CIFAR, ldam_cifar_stage
 
 CB_BETA = HP(0.9999, "Cui et al. 2019, CIFAR-LT best β (§13)", range=("choice", (0.9, 0.99, 0.999, 0.9999)))
 
 
+# The two forms of RS and RW (docs/methods.md §13): what the words name (a uniform class; 1/n_c) and what the
+# releases behind Liu & Liu's Table 1 run (YyzHarry/imbalanced-semi-self and Haishen-ll/the-Essence-of-LT-Rocognition:
+# ImbalancedDatasetSampler and the "Reweight" rule, both effective numbers with β = 0.9999). Which one produced the
+# table cannot be read from the incomplete release, so the defaults stay the forms the text names.
+RS_SAMPLING = HP(
+    "class_balanced",
+    "Liu & Liu's text (a uniform class, then one of its images); effective_number = the releases' sampler",
+    choices=("class_balanced", "effective_number"),
+)
+RW_WEIGHTING = HP(
+    "inverse_frequency",
+    "Liu & Liu's text (w_c ∝ 1/n_c); effective_number = the releases' Reweight rule (β = 0.9999, as cb_ce)",
+    choices=("inverse_frequency", "effective_number"),
+)
+
+
 @METHODS.register("ce_rs")
 class CERS(OneStageLoss):
-    """CE with class-balanced re-sampling (RS): a uniform class, then a uniform image of it."""
+    """CE with class-balanced re-sampling (RS): a uniform class, then a uniform image of it; ``sampling=
+    effective_number`` draws each image ∝ (1 − β)/(1 − β^{n_c}) instead, as the releases do."""
 
     display_name = "CE-RS"
     paper = "Re-sampling baseline (seed paper, Liu & Liu; docs/methods.md §13)"
-    sampler = "class_balanced"
+    hparams = {**LDAM_CIFAR, "sampling": RS_SAMPLING}
+
+    def stages(self) -> list[Stage]:
+        return [ldam_cifar_stage(self.hp, sampler=self.hp["sampling"])]
 
 
 @METHODS.register("ce_rw")
 class CERW(OneStageLoss):
-    """CE re-weighted by inverse class frequency (RW), weights normalised to sum to C."""
+    """CE re-weighted by inverse class frequency (RW), weights normalised to sum to C; ``weighting=
+    effective_number`` uses Cui et al.'s weights (β = 0.9999) instead, as the releases' "Reweight" rule."""
 
     display_name = "CE-RW"
     paper = "Re-weighting baseline (seed paper, Liu & Liu; docs/methods.md §13)"
+    hparams = {**LDAM_CIFAR, "weighting": RW_WEIGHTING}
 
     def make_criterion(self) -> nn.Module:
+        if self.hp["weighting"] == "effective_number":
+            return weighted_ce(class_balanced_weights(self.counts, CB_BETA.default))
         return weighted_ce(inverse_frequency_weights(self.counts))
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ltbench.config import RunConfig
+from ltbench.method import DataInfo
 from ltbench.metrics import expected_calibration_error
 from ltbench.records import log_entries
 from ltbench.registry import METHODS
@@ -55,8 +56,6 @@ def test_every_method_runs_every_stage(method, tmp_path):
 
 
 def _info(rec):
-    from ltbench.method import DataInfo
-
     d = rec["data"]
     return DataInfo(
         num_classes=d["num_classes"], class_counts=d["class_counts"], image_size=d["image_size"], dataset=d["name"]
@@ -94,3 +93,36 @@ def test_ssp_follows_the_released_rotation_pretraining():
     assert xs.shape == x.shape and max(torch.bincount(ys, minlength=4).tolist()) <= 3
     for i in range(8):
         assert torch.equal(xs[i], torch.rot90(x[i], int(ys[i]), dims=(1, 2)))
+
+
+def test_rs_and_rw_offer_the_releases_effective_number_forms():
+    """docs/methods.md §13: ``ce_rs`` draws a uniform class by default, ``sampling=effective_number`` draws each image
+    ∝ (1 − β)/(1 − β^{n_c}), β = 0.9999 (the releases' ImbalancedDatasetSampler); ``ce_rw`` weights 1/n_c by
+    default, ``weighting=effective_number`` as ``cb_ce``. Class weights n_c(1 − β)/(1 − β^{n_c}) by hand."""
+    import math
+
+    from ltbench.data.loader import EFFECTIVE_NUMBER_BETA, effective_number_class_weights, epoch_order
+    from ltbench.losses import class_balanced_weights, inverse_frequency_weights
+
+    beta = EFFECTIVE_NUMBER_BETA
+    assert beta == 0.9999
+    by_hand = [n * (1 - beta) / (1 - beta**n) for n in (5000, 50)]  # 1.27071, 1.00245: 1.27x, not 100x
+    assert by_hand[0] / by_hand[1] == pytest.approx(1.2676, abs=1e-4)
+    weights = effective_number_class_weights(torch.tensor([5000, 50, 0]), beta)
+    assert weights.tolist() == pytest.approx([*by_hand, 0.0], rel=1e-9)
+    labels = torch.tensor([0] * 5000 + [1] * 50 + [2] * 0)
+    order = epoch_order("effective_number", labels, 3, torch.Generator().manual_seed(0), length=200_000)
+    freq = torch.bincount(labels[order], minlength=3).double() / len(order)
+    expected = [w / sum(by_hand) for w in by_hand]
+    assert freq.tolist() == pytest.approx([*expected, 0.0], abs=0.005)
+    assert math.isclose(expected[0], 0.5590, abs_tol=1e-4)  # the class-uniform default would give 0.5 / 0.5
+
+    info = DataInfo(num_classes=2, class_counts=[5000, 50], image_size=32, dataset="x")
+    rs, rw = METHODS.get("ce_rs"), METHODS.get("ce_rw")
+    hp = {k: s.default for k, s in rs.hparams.items()}
+    assert rs(hp, info).stages()[0].sampler == "class_balanced"
+    assert rs({**hp, "sampling": "effective_number"}, info).stages()[0].sampler == "effective_number"
+    hp = {k: s.default for k, s in rw.hparams.items()}
+    assert torch.allclose(rw(hp, info).criterion.weight, inverse_frequency_weights([5000, 50]))
+    release = rw({**hp, "weighting": "effective_number"}, info).criterion.weight
+    assert torch.allclose(release, class_balanced_weights([5000, 50], 0.9999))

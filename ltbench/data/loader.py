@@ -4,6 +4,7 @@ augmented on the training device. Nothing here loops over images in Python.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -13,11 +14,16 @@ from ltbench.data.files import FileImages
 from ltbench.data.transforms import Transform, normalise
 from ltbench.errors import ConfigError
 
-SAMPLERS = ("instance", "class_balanced", "class_aware", "sqrt", "reversed", "subset")
+SAMPLERS = ("instance", "class_balanced", "class_aware", "sqrt", "reversed", "effective_number", "subset")
 # Class-drawing samplers: class c is drawn with probability ∝ n_c ** power, then one of its images uniformly.
 # class_balanced (docs/methods.md §13 "RS"; OTmix's second loader, weighted_alpha = 1, §14), sqrt (∝ √n_c), and
 # BBN's reversed sampler (P_c ∝ n_max / n_c, lib/dataset/imbalance_cifar.py; §16.2).
 CLASS_POWER = {"class_balanced": 0.0, "sqrt": 0.5, "reversed": -1.0}
+# effective_number: every image weighted (1 − β)/(1 − β^{n_c}) with β = 0.9999, so class c is drawn
+# ∝ n_c (1 − β)/(1 − β^{n_c}) (a 5,000-image class 1.27x as often as a 50-image one): the "Resample" sampler of the
+# releases behind Liu & Liu's Table 1 (YyzHarry/imbalanced-semi-self utils.py and Haishen-ll/
+# the-Essence-of-LT-Rocognition SSL-Pretrain/utils.py, ImbalancedDatasetSampler; docs/methods.md §13)
+EFFECTIVE_NUMBER_BETA = 0.9999
 CLASS_AWARE_PER_VISIT = 4  # classifier-balancing ClassAwareSampler num_samples_cls (config/*/cls_crt.yaml)
 
 
@@ -32,7 +38,8 @@ def epoch_order(
     """Indices (into the training set) visited in one epoch.
 
     instance: a random permutation. class_balanced / sqrt / reversed: each draw picks a class with probability
-    ∝ n_c ** CLASS_POWER[sampler], then one of its images uniformly, with replacement; they draw ``length``
+    ∝ n_c ** CLASS_POWER[sampler] (effective_number: ∝ n_c (1 − β)/(1 − β^{n_c})), then one of its images
+    uniformly, with replacement; they draw ``length``
     samples (default: as many as the training set has, so epochs have the same length). subset: a permutation
     of the current subset (IP-DPP swaps it between epochs).
     """
@@ -45,6 +52,10 @@ def epoch_order(
         if subset is None:
             raise RuntimeError("subset sampler used before the method set a subset")
         return subset[torch.randperm(len(subset), generator=gen, device=dev)]
+    if sampler == "effective_number":
+        counts = torch.bincount(labels, minlength=num_classes)
+        weights = effective_number_class_weights(counts, EFFECTIVE_NUMBER_BETA)
+        return class_draw_order(labels, counts, gen, weights, length or len(labels))
     if sampler not in CLASS_POWER:
         raise ConfigError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
     return class_power_order(labels, num_classes, gen, CLASS_POWER[sampler], length or len(labels))
@@ -60,6 +71,14 @@ def class_weights(counts: torch.Tensor, power: float) -> torch.Tensor:
     return torch.where(present, powered, torch.zeros_like(counts))
 
 
+def effective_number_class_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
+    """Unnormalised class-drawing weights n_c (1 − β)/(1 − β^{n_c}) (absent classes 0); float64: each image carries
+    Cui et al.'s effective-number weight, as the releases' ImbalancedDatasetSampler draws (EFFECTIVE_NUMBER_BETA)."""
+    counts = counts.double()
+    per_image = (1.0 - beta) / -torch.expm1(counts.clamp(min=1) * math.log(beta))  # 1 − β^n without cancellation
+    return torch.where(counts > 0, counts * per_image, torch.zeros_like(counts))
+
+
 def class_probabilities(counts: torch.Tensor, power: float) -> torch.Tensor:
     """P(class c) under a class-drawing sampler (docs/methods.md §14.7 item 4, §16.8 item 1)."""
     weights = class_weights(counts, power)
@@ -70,9 +89,16 @@ def class_power_order(
     labels: torch.Tensor, num_classes: int, gen: torch.Generator, power: float, length: int
 ) -> torch.Tensor:
     """``length`` training indices: a class drawn with probability ∝ n_c ** power, then one of its images."""
-    dev = labels.device
     counts = torch.bincount(labels, minlength=num_classes)
-    cls = torch.multinomial(class_weights(counts, power), length, replacement=True, generator=gen)
+    return class_draw_order(labels, counts, gen, class_weights(counts, power), length)
+
+
+def class_draw_order(
+    labels: torch.Tensor, counts: torch.Tensor, gen: torch.Generator, weights: torch.Tensor, length: int
+) -> torch.Tensor:
+    """``length`` training indices: a class drawn with probability ∝ ``weights``, then one of its images uniformly."""
+    dev = labels.device
+    cls = torch.multinomial(weights, length, replacement=True, generator=gen)
     by_class = torch.argsort(labels, stable=True)
     offsets = torch.cumsum(counts, 0) - counts
     within = (torch.rand(length, generator=gen, device=dev, dtype=torch.float64) * counts[cls]).long()
