@@ -178,3 +178,60 @@ def test_grid_keys_are_checked(tmp_path):
     bad.write_text('[sweep]\nmethods = ["ce"]\ndatasets = ["synthetic_lt"]\n[grid]\nmix_similar = "0:9:0.2:0.2"\n')
     with pytest.raises(ConfigError, match="non-empty list"):
         load_spec(bad)
+
+
+def test_a_sweep_at_precision_auto_finds_its_finished_runs(tmp_path, capsys):
+    """A run names the precision that ran in its id ("auto" becomes bf16 or fp32 where it trains), so the sweep
+    looked for the "auto" id, never found the finished runs and launched them all again."""
+    from ltbench.cli.main import main
+
+    cmd = ["sweep", "--methods", "ce", "--datasets", "synthetic_lt", "--epochs", "1", "--out", str(tmp_path)]
+    assert main(cmd) == 0
+    [run] = [p.name for p in (tmp_path / "sweep").iterdir() if p.name.startswith("ce-")]
+    capsys.readouterr()
+    assert main([*cmd, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "pending 0, running 0, incomplete 0, done 1" in out and "would launch" not in out
+    assert main(cmd) == 0 and "nothing to launch" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "sweep").iterdir() if p.name.startswith("ce-")] == [run]
+
+
+def test_resume_takes_finished_records_of_the_same_code_and_launches_the_rest(tmp_path, monkeypatch, capsys):
+    """A sweep finished over two sittings on two machines: the first sitting's records (no checkpoints, as
+    results/*/runs keeps them) count as done in a fresh sweep folder when the same code made them; a record of
+    other code is refused with the reason and its run launched; a missing folder is a clear error."""
+    import shutil
+
+    from ltbench.cli.main import main
+    from ltbench.sweep import resume, sweep_status
+
+    cmd = ["sweep", "--methods", "ce", "--datasets", "synthetic_lt", "--seeds", "0,1", "--epochs", "1", "--name", "t"]
+    assert main([*cmd, "--out", str(tmp_path / "a")]) == 0
+    runs = sorted(p for p in (tmp_path / "a" / "t").iterdir() if p.name.startswith("ce-"))
+    assert sweep_status(tmp_path / "a" / "t")["done"] == [p.name for p in runs] and len(runs) == 2
+    records = tmp_path / "records"
+    for run in runs:  # what keep_records commits: the records, not the checkpoints
+        shutil.copytree(run, records / run.name, ignore=shutil.ignore_patterns("*.pt", "*.lock"))
+    env = json.loads((records / runs[0].name / "result.json").read_text())["env"]
+    made = {k: env[k] for k in resume.CODE_KEYS}
+    monkeypatch.setattr(resume, "git_info", lambda: made)  # this checkout = the code that made the records
+    other = json.loads((records / runs[1].name / "result.json").read_text())
+    other["env"]["commit"] = "0123456789abcdef"
+    (records / runs[1].name / "result.json").write_text(json.dumps(other))
+
+    again = [*cmd, "--out", str(tmp_path / "b"), "--resume", str(records)]
+    capsys.readouterr()
+    assert main([*again, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would resume 1 finished runs" in out and out.count("would launch") == 1
+    assert f"not resumed {runs[1].name}: made by 01234567" in out and "would launch ce-synthetic_lt-s1-" in out
+    assert not (tmp_path / "b" / "t" / runs[0].name).exists()  # a dry run copies nothing
+    assert main(again) == 0
+    assert "resumed 1 finished runs" in capsys.readouterr().out
+    assert sweep_status(tmp_path / "b" / "t")["done"] == [p.name for p in runs]  # one restored, one run here
+    restored = tmp_path / "b" / "t" / runs[0].name
+    assert (restored / "predictions.npz").exists() and not list(restored.glob("*.pt"))
+    assert json.loads((restored / "result.json").read_text())["env"]["commit"] == made["commit"]
+    assert list((tmp_path / "b" / "t" / runs[1].name).glob("*.pt"))  # trained here, not copied
+    with pytest.raises(ConfigError, match="not a folder"):
+        resume.resume_from_records([], tmp_path / "nowhere")

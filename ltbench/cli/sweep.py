@@ -33,6 +33,12 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads of every run (default: $SLURM_CPUS_PER_TASK or torch's)")
     p.add_argument("--dry-run", action="store_true", help="print the run states and what would be launched")
     p.add_argument("--retry-failed", action="store_true", help="also relaunch runs that failed")
+    p.add_argument(
+        "--resume",
+        metavar="RECORDS",
+        help="first take the finished runs of this sweep from RECORDS (an earlier sitting's records, e.g. "
+        "results/<name>/runs), where this checkout's code made them; launch only the rest",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the submitted jobs and report their outcome")
 
 
@@ -94,8 +100,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     configs = expand(spec, out=args.out or spec.out or default_out())
     for cfg in configs:  # validate every config before anything is submitted
         prepare(cfg)
+    resumed = _resume(configs, Path(args.resume), copy=not args.dry_run) if args.resume else set()
     grouped = states(configs)
-    todo = to_launch(configs, retry_failed=args.retry_failed)
+    todo = [c for c in to_launch(configs, retry_failed=args.retry_failed) if c.run_id not in resumed]
     sweep_dir = Path(configs[0].out) / spec.name
     print(
         f"sweep {spec.name}: {len(configs)} runs in {sweep_dir} — "
@@ -118,6 +125,19 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.launcher == "debug" or args.wait:
         return _wait(jobs, todo)
     return 0
+
+
+def _resume(configs: list, records: Path, copy: bool) -> set[str]:
+    """--resume: restore what RECORDS holds of this sweep (a dry run only says what it would restore)."""
+    from ltbench.sweep.resume import resume_from_records
+
+    done = resume_from_records(configs, records, copy=copy)
+    print(f"{'resumed' if copy else 'would resume'} {len(done.restored)} finished runs from {records}")
+    for line in done.refused:
+        print(f"  not resumed {line}")
+    if done.refused:
+        print("  (to finish a sweep at the commit its records were made at, run it from a checkout of that commit)")
+    return set(done.restored)
 
 
 def _wait(jobs, configs) -> int:

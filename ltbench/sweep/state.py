@@ -3,17 +3,38 @@ and what a launch submits (only what is not done; failed runs only when asked)."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ltbench.config import RunConfig
 from ltbench.records import STATES, is_run_dir, read_json, run_state
+
+CONCRETE_PRECISIONS = ("bf16", "fp32")  # what precision="auto" resolves to (ltbench.train.runtime.resolve_precision)
+
+
+def as_ran(cfg: RunConfig) -> list[RunConfig]:
+    """The configs a sweep entry may have run as. A run names the precision that ran in its id (run.concrete
+    replaces "auto" on the machine that trains), which the submitting machine cannot know: with "auto", each
+    concrete precision is a candidate, and the config itself (where a job that failed before it could resolve
+    the precision writes its failure, sweep.launch.RunJob); otherwise the config itself."""
+    if cfg.precision != "auto":
+        return [cfg]
+    return [replace(cfg, precision=p) for p in CONCRETE_PRECISIONS] + [cfg]
+
+
+def run_dir_of(cfg: RunConfig) -> Path:
+    """The run directory of a sweep entry: that of the candidate (``as_ran``) that got furthest (done, then running,
+    failed, incomplete), or the config's own when none has started."""
+    rank = {"done": 0, "running": 1, "failed": 2, "incomplete": 3}
+    started = [(rank[run_state(c.run_dir)], c.run_dir) for c in as_ran(cfg) if run_state(c.run_dir) in rank]
+    return min(started)[1] if started else cfg.run_dir
 
 
 def states(configs: list[RunConfig]) -> dict[str, list[RunConfig]]:
     """Group configs by their on-disk state: pending / running / incomplete / done / failed."""
     out: dict[str, list[RunConfig]] = {s: [] for s in STATES}
     for cfg in configs:
-        out[run_state(cfg.run_dir)].append(cfg)
+        out[run_state(run_dir_of(cfg))].append(cfg)
     return out
 
 
