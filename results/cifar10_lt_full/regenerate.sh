@@ -9,7 +9,7 @@
 source "$(dirname "$0")/../common.sh"
 run_sweep slurm/full_cifar10.toml
 ltbench sweep slurm/full_cifar10_decoupling.toml --from "$SWEEP" --launcher slurm --preset localhost \
-    --data-root "$DATA" --out "$RUNS" --wait
+    --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
 run_sweep slurm/full_cifar10_more.toml
 run_sweep slurm/full_cifar10_fp32.toml
 OUT=results/cifar10_lt_full
