@@ -21,8 +21,8 @@ if [ -n "${PIN:-}" ]; then
         exit 2
     }
     export PYTHONPATH=$PIN_TREE${PYTHONPATH:+:$PYTHONPATH}
-    RESUME=(--resume "$RECORDS")
-    echo "code of $PIN ($PIN_TREE); resuming from $RECORDS" >&2
+    [ ! -d "$RECORDS" ] || RESUME=(--resume "$RECORDS")  # none yet: the first sitting
+    echo "code of $PIN ($PIN_TREE)${RESUME[*]:+; resuming from $RECORDS}" >&2
 fi
 bash slurm/dev-cluster/start-local-cluster.sh >/dev/null
 
