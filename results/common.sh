@@ -1,16 +1,17 @@
-# Sourced by results/*/regenerate.sh: data/run folders (DATA, RUNS), the local one-node SLURM cluster, and
-# run_sweep SPEC, which runs a sweep file to completion and sets SWEEP to its directory.
+# Sourced by results/*/regenerate.sh: data/run folders (DATA, RUNS), the calling results folder (RESULTS, where its
+# tables go), the local one-node SLURM cluster, and run_sweep SPEC, which runs a sweep file to completion and sets
+# SWEEP to its directory.
 #
 # PIN=COMMIT finishes a regeneration longer than one sitting on machines whose run folders do not survive: the
-# sweeps run with the code of COMMIT (a detached worktree of it under ${PIN_DIR:-/tmp}, imported first through
-# PYTHONPATH, so every record says COMMIT) and take the runs already finished at COMMIT from this results folder's
-# committed records (`ltbench sweep --resume`, which refuses records of any other code). Commit the records after
-# each sitting; the next one, on any machine, runs `PIN=COMMIT bash results/<name>/regenerate.sh` again.
+# sweeps run with the code and sweep files of COMMIT (from a detached worktree of it under ${PIN_DIR:-/tmp}, the
+# working folder of every sweep and SLURM job, which Python imports from first, and on PYTHONPATH) and take the
+# runs already finished at COMMIT from RESULTS/runs (`ltbench sweep --resume`, which refuses records of any other
+# code). Commit the records after each sitting; the next one, on any machine, runs the same command again.
 set -euo pipefail
-RECORDS=$(cd "$(dirname "$0")" && pwd)/runs  # the calling results folder's committed records
+RESULTS=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-DATA=${DATA:-$HOME/.cache/ltbench/data}
-RUNS=${RUNS:-ltbench-out/sweeps}
+DATA=$(realpath -m "${DATA:-$HOME/.cache/ltbench/data}")
+RUNS=$(realpath -m "${RUNS:-ltbench-out/sweeps}")
 RESUME=()
 if [ -n "${PIN:-}" ]; then
     PIN=$(git rev-parse --verify --quiet "$PIN^{commit}") || { echo "PIN: no such commit here" >&2; exit 2; }
@@ -21,8 +22,9 @@ if [ -n "${PIN:-}" ]; then
         exit 2
     }
     export PYTHONPATH=$PIN_TREE${PYTHONPATH:+:$PYTHONPATH}
-    [ ! -d "$RECORDS" ] || RESUME=(--resume "$RECORDS")  # none yet: the first sitting
-    echo "code of $PIN ($PIN_TREE)${RESUME[*]:+; resuming from $RECORDS}" >&2
+    [ ! -d "$RESULTS/runs" ] || RESUME=(--resume "$RESULTS/runs") # none yet: the first sitting
+    echo "code of $PIN ($PIN_TREE)${RESUME[*]:+; resuming from $RESULTS/runs}" >&2
+    cd "$PIN_TREE"
 fi
 bash slurm/dev-cluster/start-local-cluster.sh >/dev/null
 

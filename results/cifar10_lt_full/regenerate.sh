@@ -12,7 +12,7 @@ ltbench sweep slurm/full_cifar10_decoupling.toml --from "$SWEEP" --launcher slur
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
 run_sweep slurm/full_cifar10_more.toml
 run_sweep slurm/full_cifar10_fp32.toml
-OUT=results/cifar10_lt_full
-source results/keep_records.sh
+OUT=$RESULTS
+source "$RESULTS/../keep_records.sh"
 keep_records "$SWEEP" "$OUT" config.json result.json log.jsonl predictions.npz features.npz done
 bash "$OUT/tables.sh"

@@ -5,4 +5,4 @@
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] bash results/cifar10_lt_quick/regenerate.sh
 source "$(dirname "$0")/../common.sh"
 run_sweep slurm/quick_cifar10.toml
-bash results/tables.sh "$SWEEP" results/cifar10_lt_quick
+bash "$RESULTS/../tables.sh" "$SWEEP" "$RESULTS"

@@ -9,4 +9,4 @@ source "$(dirname "$0")/../common.sh"
 run_sweep slurm/quick20_all.toml
 ltbench sweep slurm/quick20_all_reuse.toml --from "$SWEEP" --launcher slurm --preset localhost \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
-bash results/cifar10_lt_quick20_all/tables.sh "$SWEEP"
+bash "$RESULTS/tables.sh" "$SWEEP"

@@ -12,4 +12,4 @@ source "$(dirname "$0")/../common.sh"
 ltbench sweep slurm/quick20_bns_table.toml ${METHODS:+--methods "$METHODS"} --launcher slurm --preset localhost \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
 SWEEP=$RUNS/cifar10_lt_quick20_bns_table
-bash "$(dirname "$0")/tables.sh" "$SWEEP"
+bash "$RESULTS/tables.sh" "$SWEEP"

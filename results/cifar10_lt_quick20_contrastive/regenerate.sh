@@ -7,5 +7,5 @@
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] bash results/cifar10_lt_quick20_contrastive/regenerate.sh
 source "$(dirname "$0")/../common.sh"
 run_sweep slurm/quick20_contrastive.toml
-bash results/tables.sh "$SWEEP" results/cifar10_lt_quick20_contrastive tsne
-ltbench probe "$SWEEP"/*/ --data-root "$DATA" > results/cifar10_lt_quick20_contrastive/probe.txt
+bash "$RESULTS/../tables.sh" "$SWEEP" "$RESULTS" tsne
+ltbench probe "$SWEEP"/*/ --data-root "$DATA" > "$RESULTS/probe.txt"

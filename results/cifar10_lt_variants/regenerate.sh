@@ -7,4 +7,4 @@
 source "$(dirname "$0")/../common.sh"  # DATA, RUNS, the local one-node SLURM cluster (2 runs at a time)
 ltbench sweep slurm/quick20_variants.toml --launcher slurm --preset localhost --data-root "$DATA" --out "$RUNS" \
     --wait ${RESUME[@]+"${RESUME[@]}"}
-bash results/cifar10_lt_variants/tables.sh "$RUNS/cifar10_lt_variants"
+bash "$RESULTS/tables.sh" "$RUNS/cifar10_lt_variants"

@@ -9,4 +9,4 @@
 source "$(dirname "$0")/../common.sh"
 ltbench sweep slurm/liu2022_case1.toml --seeds "${SEEDS:-0,1}" --threads 1 --launcher slurm --preset localhost \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
-bash results/liu2022_case1/tables.sh "$RUNS/liu2022_case1"
+bash "$RESULTS/tables.sh" "$RUNS/liu2022_case1"

@@ -5,4 +5,4 @@
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] bash results/tsc_assign_every/regenerate.sh
 source "$(dirname "$0")/../common.sh"  # DATA, RUNS, the local one-node SLURM cluster (2 runs at a time)
 run_sweep slurm/quick20_tsc_assign_every.toml
-bash results/tsc_assign_every/tables.sh "$SWEEP"
+bash "$RESULTS/tables.sh" "$SWEEP"
