@@ -632,6 +632,28 @@ def test_imbalance_ratios_side_by_side_as_column_groups(tmp_path):
         make_table([tmp_path], columns="ir")
 
 
+def test_confusion_share_as_a_table_metric(tmp_path):
+    """--metrics confusion:A:B: the share of class A's test images predicted as B (the record's similarity.confusion),
+    mean ± sd over seeds, not ranked; a run without a similarity record gives an empty cell, not a zero."""
+    import json
+
+    for seed, share in ((0, 0.25), (1, 0.35)):
+        run = fake_run(tmp_path, "ce", seed, BASE)
+        rec = json.loads((run / "result.json").read_text())
+        confusion = [[0.0] * 10 for _ in range(10)]
+        confusion[9][0], confusion[9][1] = share, 0.5
+        rec["similarity"] = {"confusion": confusion}
+        (run / "result.json").write_text(json.dumps(rec))
+    fake_run(tmp_path, "focal", 0, BASE)  # no similarity record
+    cells = summarize(load_records(tmp_path), ("confusion:9:0", "confusion:9:9")).set_index(["row", "metric"])
+    assert cells.loc[("ce", "confusion:9:0"), "mean"] == pytest.approx(30.0)
+    assert cells.loc[("ce", "confusion:9:0"), "std"] == pytest.approx(100 * 0.1 / 2**0.5)
+    assert cells.loc[("ce", "confusion:9:9"), "n"] == 0 and cells.loc[("focal", "confusion:9:0"), "n"] == 0
+    text = make_table([tmp_path], fmt="markdown", metrics="confusion:9:0")
+    assert "CIFAR-10-LT 9 as 0" in text.splitlines()[0] and "30.0 ± 7.1" in text and "**30.0" not in text
+    assert "share of class A's test images predicted as class B" in text
+
+
 def test_one_class_accuracy_as_a_table_metric(tmp_path):
     """--metrics class:N: the test accuracy of class N, mean ± sd over seeds (the class Liu & Liu follow)."""
     for seed in (0, 1):
@@ -643,7 +665,7 @@ def test_one_class_accuracy_as_a_table_metric(tmp_path):
     text = make_table([tmp_path], fmt="markdown", metrics="class:9")
     assert "CIFAR-10-LT Class 9" in text.splitlines()[0] and "51.0 ± 1.4" in text
     assert summarize(load_records(tmp_path), ("class:12",))["n"].tolist() == [0]  # no such class: empty cell
-    with pytest.raises(ConfigError, match="class:N or class:A-B"):
+    with pytest.raises(ConfigError, match="class:N, class:A-B or confusion:A:B"):
         make_table([tmp_path], metrics="class:x")
     # class:A-B: the mean over classes A..B, each class once (Liu & Liu's "the rest": classes 1-9 of toy case 1)
     rest = summarize(load_records(tmp_path), ("class:0-8",)).set_index("metric")

@@ -36,8 +36,8 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help="with --published: only sources containing this text (e.g. 'poster')")
     p.add_argument(
         "--metrics",
-        help="extra columns: macro_f1,g_mean,ece,auc,wn_var,best_test, class:N (class N's accuracy) and class:A-B "
-        "(the mean over classes A to B)",
+        help="extra columns: macro_f1,g_mean,ece,auc,wn_var,best_test, class:N (class N's accuracy), class:A-B "
+        "(the mean over classes A to B) and confusion:A:B (the share of class A's test images predicted as B)",
     )
     p.add_argument(
         "--select",

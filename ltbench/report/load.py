@@ -25,7 +25,7 @@ from ltbench.records import read_json, run_state
 
 GROUPS = ("many", "medium", "few")
 SCALARS = ("overall", "many", "medium", "few", "macro_f1", "g_mean", "ece", "auc")
-LISTS = ("per_class", "class_counts", "weight_norms", "classes")
+LISTS = ("per_class", "class_counts", "weight_norms", "classes", "confusion")
 PathsLike = str | os.PathLike | Iterable[str | os.PathLike]
 
 
@@ -126,6 +126,7 @@ def _metric_columns(rec: dict) -> dict:
     row["class_counts"] = list(data.get("class_counts") or [])
     row["weight_norms"] = m.get("weight_norms")
     row["classes"] = data.get("classes")
+    row["confusion"] = (rec.get("similarity") or {}).get("confusion")  # [a][b]: class a's test images taken for b
     row["chosen_variant"] = rec.get("chosen_variant")
     return row
 

@@ -67,12 +67,32 @@ def metric_span(metric: str) -> tuple[int, int] | None:
     return class_span(metric.removeprefix("class:")) if metric.startswith("class:") else None
 
 
+def metric_pair(metric: str) -> tuple[int, int] | None:
+    """The classes of a ``confusion:A:B`` metric, the share of class A's test images predicted as class B (the
+    record's ``similarity.confusion``; Liu & Liu's mechanism: a tail class taken for the head class it resembles);
+    None for any other metric."""
+    found = re.fullmatch(r"confusion:(\d+):(\d+)", metric)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def pair_share(confusion, pair: tuple[int, int]) -> float:
+    """confusion[A][B] of a run (NaN where the run has no such classes or no similarity record)."""
+    a, b = pair
+    if not isinstance(confusion, (list, tuple)) or len(confusion) <= max(a, b) or a == b:
+        return math.nan
+    return float(confusion[a][b])
+
+
 def metric_info(metric: str) -> tuple[str, float, bool | None] | None:
-    """(header, scale, ranking) of a metric name: one of METRICS or ``class:N`` / ``class:A-B``; None if neither."""
+    """(header, scale, ranking) of a metric name: one of METRICS, ``class:N`` / ``class:A-B`` or ``confusion:A:B``;
+    None if none of them. A confusion share is a diagnostic, never bold."""
     span = metric_span(metric)
     if span is not None:
         first, last = span
         return (f"Class {first}" if first == last else f"Classes {first}–{last}", 100, True)
+    pair = metric_pair(metric)
+    if pair is not None:
+        return (f"{pair[0]} as {pair[1]}", 100, None)
     return METRICS.get(metric)
 
 
@@ -82,6 +102,10 @@ def metric_values(g: pd.DataFrame, metric: str) -> pd.Series:
     if span is not None:
         per_class = g["per_class"] if "per_class" in g else pd.Series(dtype=object)
         return per_class.map(lambda v: span_accuracy(v, span))
+    pair = metric_pair(metric)
+    if pair is not None:
+        confusion = g["confusion"] if "confusion" in g else pd.Series(dtype=object)
+        return confusion.map(lambda v: pair_share(v, pair))
     return pd.to_numeric(g[metric], errors="coerce") if metric in g else pd.Series(dtype=float)
 
 
@@ -336,6 +360,8 @@ def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], pu
         notes.append("Macro-F1, G-mean and ECE (15 bins) in %; WN var: variance of per-class classifier weight norms.")
     if "auc" in metrics:
         notes.append("AUC: the unweighted mean over classes of the one-vs-rest ROC AUC, in %.")
+    if any(metric_pair(m) for m in metrics):
+        notes.append("A as B: the share of class A's test images predicted as class B, in % (not ranked).")
     if published:
         used = summary[summary["published"].notna()]
         for (method, ds, src), g in used.groupby(["method", "dataset", "pub_source"], sort=False):
@@ -463,7 +489,9 @@ def _metric_list(metrics: str | tuple[str, ...] | None) -> tuple[str, ...]:
     extra = tuple(m for m in (metrics.split(",") if isinstance(metrics, str) else metrics or ()) if m)
     unknown = [m for m in extra if metric_info(m) is None]
     if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(EXTRA_METRICS)}, class:N or class:A-B")
+        raise ConfigError(
+            f"unknown metric(s) {unknown}; choose from {', '.join(EXTRA_METRICS)}, class:N, class:A-B or confusion:A:B"
+        )
     return ACCURACY + tuple(m for m in extra if m not in ACCURACY)
 
 
