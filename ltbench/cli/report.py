@@ -72,8 +72,8 @@ def add_plot_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--classes",
-        help="--kind sweep: class indices, spans (0-8: their mean accuracy) and/or groups to follow, "
-        "e.g. 0,9 or 9,0-8 or many,few",
+        help="--kind sweep: class indices, spans (0-8: their mean accuracy), groups and/or A:B (the share of "
+        "class A's test images predicted as B) to follow, e.g. 0,9 or 9,0-8 or many,few or 9:0",
     )
     p.add_argument(
         "--where", help="--kind sweep: only runs with these settings, PARAM=VALUE[,...] (e.g. mix_similar.lambda=0.2)"

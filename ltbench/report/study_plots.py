@@ -14,7 +14,7 @@ from ltbench.errors import ConfigError
 from ltbench.records import FEATURES_FILE, PREDICTIONS_FILE, read_json
 from ltbench.report.figure import save_figure, setup
 from ltbench.report.load import display_name
-from ltbench.report.table import class_span, span_accuracy
+from ltbench.report.table import class_span, metric_pair, pair_share, span_accuracy
 
 
 def _similarity_of(r) -> dict | None:
@@ -108,27 +108,35 @@ def plot_sweep(
     if frame.empty:
         raise ConfigError(f"no run matches --where {where}")
     frame = frame.assign(x=sweep_values(frame, x))
+    pairs = {t: metric_pair(f"confusion:{t}") for t in targets}
+    y = "% of test images" if any(pairs.values()) else "accuracy (%)"
     rows = []
     for r in frame.itertuples():
         for t in targets:
-            span = class_span(t)
-            value = getattr(r, t, np.nan) if span is None else span_accuracy(list(r.per_class), span)
-            rows.append(
-                {
-                    "x": r.x,
-                    "method": display_name(r.label),
-                    "target": _target_name(t, span, r.classes),
-                    "accuracy (%)": 100 * float(value),
-                }
-            )
+            span, pair = class_span(t), pairs[t]
+            if pair is not None:
+                value, name = pair_share(getattr(r, "confusion", None), pair), _pair_name(pair, r.classes)
+            else:
+                value = getattr(r, t, np.nan) if span is None else span_accuracy(list(r.per_class), span)
+                name = _target_name(t, span, r.classes)
+            rows.append({"x": r.x, "method": display_name(r.label), "target": name, y: 100 * float(value)})
     long = pd.DataFrame(rows).dropna()
     if long.empty:
         raise ConfigError(f"no run has both {x!r} and an accuracy for {','.join(targets)}")
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=long, x="x", y="accuracy (%)", hue="target", style="method", errorbar="sd", marker="o", ax=ax)
+    sns.lineplot(data=long, x="x", y=y, hue="target", style="method", errorbar="sd", marker="o", ax=ax)
     held = f", {where}" if where else ""
-    ax.set(xlabel=x, title=f"accuracy vs {x}{held} (mean ± sd over seeds)")
-    return save_figure(fig, out_dir, "sweep_" + re.sub(r"[^\w.]+", "_", x + (f"_where_{where}" if where else "")))
+    ax.set(xlabel=x, title=f"{'accuracy' if y == 'accuracy (%)' else y} vs {x}{held} (mean ± sd over seeds)")
+    shares = "".join(f"_{p[0]}_as_{p[1]}" for p in pairs.values() if p)  # its own file beside the accuracy figure
+    return save_figure(
+        fig, out_dir, "sweep_" + re.sub(r"[^\w.]+", "_", x + (f"_where_{where}" if where else "") + shares)
+    )
+
+
+def _pair_name(pair: tuple[int, int], classes) -> str:
+    """A confusion target's legend entry: "truck taken for airplane" (class names where the record has them)."""
+    a, b = (classes[i] if classes is not None and len(classes) > i else f"class {i}" for i in pair)
+    return f"{a} taken for {b}"
 
 
 def _target_name(target: str, span: tuple[int, int] | None, classes) -> str:
