@@ -518,7 +518,7 @@ def test_sweep_figure_follows_classes_against_a_swept_setting(tmp_path):
     assert _target_name("9", (9, 9), None) == "class 9" and _target_name("few", None, None) == "few"
     assert [p.name for p in paths] == ["sweep_lr.png", "sweep_lr.pdf"]
     shares = make_plot(tmp_path, "sweep", tmp_path / "fig", x="lr", classes="9:0,9")  # no similarity record: empty
-    assert [p.name for p in shares] == ["sweep_lr_9_as_0.png", "sweep_lr_9_as_0.pdf"]
+    assert [p.name for p in shares] == ["shares_lr.png", "shares_lr.pdf"]
     held = make_plot(tmp_path, "sweep", tmp_path / "fig", x="seed", classes="0", where="lr=0.05")
     assert held[0].name == "sweep_seed_where_lr_0.05.png"
     with pytest.raises(ConfigError, match="no run matches --where lr=0.3"):

@@ -127,10 +127,8 @@ def plot_sweep(
     sns.lineplot(data=long, x="x", y=y, hue="target", style="method", errorbar="sd", marker="o", ax=ax)
     held = f", {where}" if where else ""
     ax.set(xlabel=x, title=f"{'accuracy' if y == 'accuracy (%)' else y} vs {x}{held} (mean ± sd over seeds)")
-    shares = "".join(f"_{p[0]}_as_{p[1]}" for p in pairs.values() if p)  # its own file beside the accuracy figure
-    return save_figure(
-        fig, out_dir, "sweep_" + re.sub(r"[^\w.]+", "_", x + (f"_where_{where}" if where else "") + shares)
-    )
+    prefix = "shares_" if y != "accuracy (%)" else "sweep_"  # confusion shares: their own file beside the accuracy
+    return save_figure(fig, out_dir, prefix + re.sub(r"[^\w.]+", "_", x + (f"_where_{where}" if where else "")))
 
 
 def _pair_name(pair: tuple[int, int], classes) -> str:
