@@ -4,10 +4,12 @@
 # preset (every stage 20 epochs, milestones and mixing windows scaled), bf16 autocast
 # (slurm/quick20_bns_table.toml). NOT the papers' recipes: compare methods at equal budget only. By default all
 # twelve rows of the spec (about 4 CPU-hours; the contrastive methods and BNS+IP-DPP take 25-40 min each);
-# METHODS=a,b,... runs some of them. The committed folder was made in two parts (README: which rows at which
-# commit); this script at one commit regenerates it whole. Tables in the paper's layout:
-# shot groups 500/200 (many > 500, few < 200 training images: 5/2/3 classes), the published numbers beside.
-#   DATA=/path/holding/cifar10 [RUNS=runs/folder] [METHODS=otmix,disa,...] bash results/cifar10_lt_quick20_bns_table/regenerate.sh
+# METHODS=a,b,... runs some of them. The committed folder is being remade at one commit over several sittings
+# (README: which rows at which commit): PIN=7722fdc takes the rows already committed at 7722fdc and runs the rest.
+# Tables in the paper's layout: shot groups 500/200 (many > 500, few < 200 training images: 5/2/3 classes), the
+# published numbers beside.
+#   DATA=/path/holding/cifar10 [RUNS=runs/folder] [METHODS=otmix,disa,...] [PIN=7722fdc] \
+#       bash results/cifar10_lt_quick20_bns_table/regenerate.sh
 source "$(dirname "$0")/../common.sh"
 ltbench sweep slurm/quick20_bns_table.toml ${METHODS:+--methods "$METHODS"} --launcher slurm --preset localhost \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
