@@ -4,7 +4,6 @@ augmented on the training device. Nothing here loops over images in Python.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
@@ -13,6 +12,7 @@ from ltbench.data.base import LTData
 from ltbench.data.files import FileImages
 from ltbench.data.transforms import Transform, normalise
 from ltbench.errors import ConfigError
+from ltbench.losses.classic import effective_number
 
 SAMPLERS = ("instance", "class_balanced", "class_aware", "sqrt", "reversed", "effective_number", "subset")
 # Class-drawing samplers: class c is drawn with probability ∝ n_c ** power, then one of its images uniformly.
@@ -75,7 +75,7 @@ def effective_number_class_weights(counts: torch.Tensor, beta: float) -> torch.T
     """Unnormalised class-drawing weights n_c (1 − β)/(1 − β^{n_c}) (absent classes 0); float64: each image carries
     Cui et al.'s effective-number weight, as the releases' ImbalancedDatasetSampler draws (EFFECTIVE_NUMBER_BETA)."""
     counts = counts.double()
-    per_image = (1.0 - beta) / -torch.expm1(counts.clamp(min=1) * math.log(beta))  # 1 − β^n without cancellation
+    per_image = (1.0 - beta) / effective_number(counts.clamp(min=1), beta)
     return torch.where(counts > 0, counts * per_image, torch.zeros_like(counts))
 
 

@@ -51,8 +51,13 @@ def class_balanced_weights(class_counts: Counts, beta: float) -> Tensor:
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"beta must be in [0, 1), got {beta} (beta -> 1 is inverse_frequency_weights)")
     n = _counts(class_counts)
-    effective_num = -torch.expm1(n * math.log1p(beta - 1.0)) if beta > 0 else torch.ones_like(n)  # 1 − β^n
-    return _sum_to_num_classes((1.0 - beta) / effective_num)
+    return _sum_to_num_classes((1.0 - beta) / effective_number(n, beta))
+
+
+def effective_number(n: Tensor, beta: float) -> Tensor:
+    """Cui et al.'s effective number 1 − β^n of n images (up to the factor 1/(1 − β)), without the cancellation of
+    computing β^n first; β = 0 gives 1. Shared by the class-balanced weights and the effective_number sampler."""
+    return -torch.expm1(n * math.log1p(beta - 1.0)) if beta > 0 else torch.ones_like(n)
 
 
 def inverse_frequency_weights(class_counts: Counts) -> Tensor:

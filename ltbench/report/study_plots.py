@@ -109,7 +109,8 @@ def plot_sweep(
         raise ConfigError(f"no run matches --where {where}")
     frame = frame.assign(x=sweep_values(frame, x))
     pairs = {t: metric_pair(f"confusion:{t}") for t in targets}
-    y = "% of test images" if any(pairs.values()) else "accuracy (%)"
+    shares = any(pairs.values())  # confusion shares: their own axis, title and file beside the accuracy figure
+    y = "% of test images" if shares else "accuracy (%)"
     rows = []
     for r in frame.itertuples():
         for t in targets:
@@ -126,8 +127,8 @@ def plot_sweep(
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(data=long, x="x", y=y, hue="target", style="method", errorbar="sd", marker="o", ax=ax)
     held = f", {where}" if where else ""
-    ax.set(xlabel=x, title=f"{'accuracy' if y == 'accuracy (%)' else y} vs {x}{held} (mean ± sd over seeds)")
-    prefix = "shares_" if y != "accuracy (%)" else "sweep_"  # confusion shares: their own file beside the accuracy
+    ax.set(xlabel=x, title=f"{y if shares else 'accuracy'} vs {x}{held} (mean ± sd over seeds)")
+    prefix = "shares_" if shares else "sweep_"
     return save_figure(fig, out_dir, prefix + re.sub(r"[^\w.]+", "_", x + (f"_where_{where}" if where else "")))
 
 

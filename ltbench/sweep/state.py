@@ -26,7 +26,8 @@ def run_dir_of(cfg: RunConfig) -> Path:
     """The run directory of a sweep entry: that of the candidate (``as_ran``) that got furthest (done, then running,
     failed, incomplete), or the config's own when none has started."""
     rank = {"done": 0, "running": 1, "failed": 2, "incomplete": 3}
-    started = [(rank[run_state(c.run_dir)], c.run_dir) for c in as_ran(cfg) if run_state(c.run_dir) in rank]
+    found = [(run_state(c.run_dir), c.run_dir) for c in as_ran(cfg)]  # each folder read once
+    started = [(rank[state], run_dir) for state, run_dir in found if state in rank]
     return min(started)[1] if started else cfg.run_dir
 
 
