@@ -14,7 +14,7 @@ from ltbench.errors import ConfigError
 from ltbench.records import FEATURES_FILE, PREDICTIONS_FILE, read_json
 from ltbench.report.figure import save_figure, setup
 from ltbench.report.load import display_name
-from ltbench.report.table import class_span, metric_pair, pair_share, span_accuracy
+from ltbench.report.metrics import class_span, metric_pair, pair_share, span_accuracy
 
 
 def _similarity_of(r) -> dict | None:
