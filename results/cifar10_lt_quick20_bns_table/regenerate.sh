@@ -3,9 +3,9 @@
 # ltbench has measured, plus BBN, on the shared real CIFAR-10-LT (IR 100, ResNet-32, seed 0) at the `quick`
 # preset (every stage 20 epochs, milestones and mixing windows scaled), bf16 autocast
 # (slurm/quick20_bns_table.toml). NOT the papers' recipes: compare methods at equal budget only. By default all
-# twelve rows of the spec (about 4 CPU-hours; the contrastive methods and BNS+IP-DPP take 25-40 min each);
-# METHODS=a,b,... runs some of them. The committed folder is being remade at one commit over several sittings
-# (README: which rows at which commit): PIN=7722fdc takes the rows already committed at 7722fdc and runs the rest.
+# twelve rows of the spec (3.6 CPU-hours on a CPU without AMX; the contrastive methods and BNS+IP-DPP 25-30 min each);
+# METHODS=a,b,... runs some of them. The committed records were all made at commit 7722fdc, over two sittings:
+# PIN=7722fdc takes every finished record made at 7722fdc and runs only what is missing (here: nothing).
 # Tables in the paper's layout: shot groups 500/200 (many > 500, few < 200 training images: 5/2/3 classes), the
 # published numbers beside.
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] [METHODS=otmix,disa,...] [PIN=7722fdc] \
