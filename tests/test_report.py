@@ -634,6 +634,27 @@ def test_imbalance_ratios_side_by_side_as_column_groups(tmp_path):
         make_table([tmp_path], columns="ir")
 
 
+def test_published_numbers_join_each_imbalance_ratio_column_group(tmp_path):
+    """--columns imbalance_ratio with --published: each ratio's group gets the paper's number for that ratio (the
+    seed paper's Table 1 beside ours), none where the paper has none."""
+    for ir, shift in ((10.0, 0.1), (100.0, 0.0), (50.0, 0.05)):
+        fake_run(tmp_path, "ce", 0, [a + shift for a in BASE], ir=ir)  # overall 76.0 / 81.0 / 86.0
+    pub = tmp_path / "pub.csv"
+    rows = [("ce", 100, 70.0, "Table 1"), ("ce", 10, 85.0, "Table 1"), ("focal", 100, 1.0, "Table 1")]
+    pd.DataFrame(
+        [{"method": m, "dataset": "cifar10_lt", "imbalance_ratio": ir, "overall": v, "backbone": "resnet32",
+          "shots": "", "source": s, "status": "published", "note": ""} for m, ir, v, s in rows]
+    ).to_csv(pub, index=False)  # fmt: skip
+    text = make_table([tmp_path], columns="imbalance_ratio", published=pub, fmt="markdown")
+    head = [h.strip() for h in text.splitlines()[0].split("|")]
+    ce = [c.strip() for c in next(line for line in text.splitlines() if line.startswith("| CE ")).split("|")]
+    after = {ir: head.index(f"CIFAR-10-LT IR {ir} Overall (10)") + 1 for ir in (100, 50, 10)}
+    cell = {ir: (head[i], ce[i], ce[i + 1]) for ir, i in after.items()}
+    assert cell[100] == ("CIFAR-10-LT IR 100 Pub.", "70.0", "+6.0")
+    assert cell[10] == ("CIFAR-10-LT IR 10 Pub.", "85.0", "+1.0")
+    assert cell[50][0] == "CIFAR-10-LT IR 50 n"  # no published number at IR 50: no Pub. / Δ columns there
+
+
 def test_confusion_share_as_a_table_metric(tmp_path):
     """--metrics confusion:A:B: the share of class A's test images predicted as B (the record's similarity.confusion),
     mean ± sd over seeds, not ranked; a run without a similarity record gives an empty cell, not a zero."""

@@ -26,6 +26,7 @@ from ltbench.records import read_json, run_state
 GROUPS = ("many", "medium", "few")
 SCALARS = ("overall", "many", "medium", "few", "macro_f1", "g_mean", "ece", "auc")
 LISTS = ("per_class", "class_counts", "weight_norms", "classes", "confusion")
+IR_SEP = "@IR"  # a column group of `--columns imbalance_ratio` is "<dataset>@IR<ratio>" (table.by_imbalance_ratio)
 PathsLike = str | os.PathLike | Iterable[str | os.PathLike]
 
 
@@ -76,6 +77,11 @@ def _display_names() -> dict[str, str]:
     from ltbench.cli.catalog import display_names
 
     return display_names()
+
+
+def base_dataset(key: str) -> str:
+    """The dataset of a table's column group (``cifar10_lt@IR100`` -> ``cifar10_lt``; a plain name stays)."""
+    return key.partition(IR_SEP)[0]
 
 
 def display_name(label: str) -> str:

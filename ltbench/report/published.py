@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ltbench.errors import ConfigError
+from ltbench.report.load import base_dataset
 
 PUBLISHED_CSV = Path(__file__).resolve().parent / "published.csv"  # package data; --published FILE for others
 
@@ -24,7 +25,7 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
 
 def _candidates(pub: pd.DataFrame, r: pd.Series, metrics: list[str]) -> pd.DataFrame:
     """Published rows for one table row, best first: our backbone, then most metrics given, then file order."""
-    cand = pub[(pub["method"] == r["method"]) & (pub["dataset"] == r["dataset"])]
+    cand = pub[(pub["method"] == r["method"]) & (pub["dataset"] == base_dataset(r["dataset"]))]
     ir = pd.to_numeric(cand["imbalance_ratio"], errors="coerce") if "imbalance_ratio" in cand else None
     if ir is not None:
         cand = cand[ir.isna() | (ir == r["imbalance_ratio"])]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ltbench.config import SETTING_FIELDS
 from ltbench.errors import ConfigError
-from ltbench.report.load import PathsLike, display_name, load_records, parse_shots
+from ltbench.report.load import IR_SEP, PathsLike, base_dataset, display_name, load_records, parse_shots
 from ltbench.report.metrics import ACCURACY, metric_info, metric_list, metric_pair, metric_values
 from ltbench.report.published import join_published, load_published
 
@@ -39,7 +39,6 @@ METHOD_ORDER = (
 
 
 COLUMNS = ("dataset", "imbalance_ratio")  # what a column group is: a dataset, or a dataset at one imbalance ratio
-IR_SEP = "@IR"
 
 
 def group_name(key: str) -> str:
@@ -50,8 +49,8 @@ def group_name(key: str) -> str:
 
 def by_imbalance_ratio(df: pd.DataFrame) -> pd.DataFrame:
     """One column group per (dataset, imbalance ratio), as the seed paper's Table 1 (IR 100 / 50 / 20 / 10 side by
-    side): the ratio joins the group key, so runs that differ only in it share a row. Published numbers are keyed
-    by dataset alone and are not joined to such groups."""
+    side): the ratio joins the group key, so runs that differ only in it share a row. Published numbers
+    join each group by its dataset and ratio (published.join_published)."""
 
     def ir(v) -> str:
         v = pd.to_numeric(v, errors="coerce")
@@ -197,7 +196,7 @@ def _columns(summary: pd.DataFrame, metrics: tuple[str, ...], published: bool) -
     order = list(DATASET_NAMES)
     cols = []
     groups = summary["dataset"].unique()  # datasets, or dataset@IR keys (by_imbalance_ratio): ratios descending
-    for ds in sorted(groups, key=lambda d: (_order(d.partition(IR_SEP)[0], order), -_ir_value(d), d)):
+    for ds in sorted(groups, key=lambda d: (_order(base_dataset(d), order), -_ir_value(d), d)):
         for m in metrics:
             cols.append((ds, m, "ours"))
             if published and summary[(summary.metric == m) & (summary.dataset == ds)]["published"].notna().any():
