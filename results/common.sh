@@ -6,7 +6,8 @@
 # sweeps run with the code and sweep files of COMMIT (from a detached worktree of it under ${PIN_DIR:-/tmp}, the
 # working folder of every sweep and SLURM job, which Python imports from first, and on PYTHONPATH) and take the
 # runs already finished at COMMIT from RESULTS/runs (`ltbench sweep --resume`, which refuses records of any other
-# code). Commit the records after each sitting; the next one, on any machine, runs the same command again.
+# code). Commit the records after each sitting; the next one, on any machine, runs the same command again. The
+# tables are made by this checkout's code (report fixes apply to pinned records too).
 set -euo pipefail
 RESULTS=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,7 +22,8 @@ if [ -n "${PIN:-}" ]; then
         echo "PIN=$PIN predates 'ltbench sweep --resume': pin a later commit" >&2
         exit 2
     }
-    export PYTHONPATH=$PIN_TREE${PYTHONPATH:+:$PYTHONPATH}
+    # only the sweeps (and so their jobs) run COMMIT's code: tables.sh, a new process, reports with this checkout's
+    ltbench() { PYTHONPATH=$PIN_TREE${PYTHONPATH:+:$PYTHONPATH} command ltbench "$@"; }
     [ ! -d "$RESULTS/runs" ] || RESUME=(--resume "$RESULTS/runs") # none yet: the first sitting
     echo "code of $PIN ($PIN_TREE)${RESUME[*]:+; resuming from $RESULTS/runs}" >&2
     cd "$PIN_TREE"
