@@ -155,7 +155,16 @@ def test_dry_run_names_what_varies_and_sweep_takes_threads(tmp_path):
     assert spec_from_args(args).run["threads"] == 1
 
 
-@pytest.mark.parametrize(("spec", "runs"), [("liu2022_case1", 10), ("liu2022_case2", 10), ("liu2022_similarity", 14)])
+@pytest.mark.parametrize(
+    ("spec", "runs"),
+    [
+        ("liu2022_case1", 10),
+        ("liu2022_case2", 10),
+        ("liu2022_similarity", 14),
+        ("liu2022_table", 24),
+        ("liu2022_table_budget", 2),
+    ],
+)
 def test_a_grid_of_run_settings_expands_to_one_run_each(spec, runs):
     """[grid] sweeps RunConfig fields (--class-counts, --mix-similar): every value x seed is one run."""
     from pathlib import Path
@@ -168,6 +177,8 @@ def test_a_grid_of_run_settings_expands_to_one_run_each(spec, runs):
     if spec == "liu2022_similarity":
         # the release's pairing, written out (the committed seed-0 records ran the earlier random pairing)
         assert {c.mix_similar for c in configs if c.seed == 0} >= {"0:9:0.4:0.2:balanced", "0:9:0.2:0.6:balanced"}
+    if spec == "liu2022_table_budget":  # CE as long as a quick-preset SSP run trains its backbone (20 + 20 epochs)
+        assert {(c.method, c.epochs, c.preset, c.ssp) for c in configs} == {("ce", 40, (), False)}
 
 
 def test_grid_keys_are_checked(tmp_path):
