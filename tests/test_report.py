@@ -459,6 +459,25 @@ def test_a_shortened_recipe_is_labelled_next_to_published_numbers(tmp_path):
     assert "[quick]" not in make_table(tmp_path)  # without published numbers nothing is compared
 
 
+def test_runs_that_differ_only_in_budget_are_rows_named_by_it(tmp_path):
+    """A quick-preset run and an --epochs 40 run of one method (Liu & Liu's step-matched control) are two rows named
+    by their budget, as the published tag names it ("CE [quick]"), not by the epochs and lr milestones the budget
+    scales; next to published numbers the tag is not printed twice."""
+    for lr, preset, epochs in ((0.1, ["quick"], None), (0.11, [], 40)):
+        run_dir = fake_run(tmp_path, "ce", 0, BASE, lr=lr)  # lr only makes the run ids differ
+        for name in ("config.json", "result.json"):
+            rec = json.loads((run_dir / name).read_text())
+            rec["config"].update(preset=preset, epochs=epochs, hparams={})
+            rec["resolved"]["presets"], rec["resolved"]["hp"]["lr"] = preset, 0.1
+            rec["resolved"]["hp"]["epochs"] = epochs or 20
+            (run_dir / name).write_text(json.dumps(rec))
+    ov = summarize(load_records(tmp_path)).query("metric == 'overall'").set_index("row")
+    assert set(ov.index) == {"ce [quick]", "ce [40 ep]"} and (ov["n"] == 1).all()
+    for text in (make_table(tmp_path), make_table(tmp_path, published=True)):
+        assert "| CE [quick] " in text and "| CE [40 ep] " in text and "[quick] [quick]" not in text
+    assert "(overall):" in make_table(tmp_path, published=True)  # one note per published number, not one per row
+
+
 def test_run_records_use_the_dataset_thresholds():
     from ltbench.config import RunConfig
     from ltbench.registry import METHODS

@@ -90,8 +90,14 @@ def row_labels(df: pd.DataFrame) -> pd.Series:
     cand = [c for c in SETTING_FIELDS if c in df.columns]
     cand += sorted(c for c in df.columns if c.startswith("hparams."))
     labels = df["label"].copy()
+    budgets = pd.Series([budget(r) for _, r in df.iterrows()], index=df.index, dtype=object)
     for label, g in df.groupby("label"):
         if g.groupby("dataset")["config_key"].nunique().max() <= 1:
+            continue
+        if g.assign(b=budgets[g.index]).groupby(["dataset", "b"])["config_key"].nunique().max() <= 1:
+            # only the budget differs (quick vs --epochs N vs the full recipe): name it as the tables do, not by the
+            # epochs, presets and lr milestones it scales ("CE [quick]", "CE [40 ep]", "CE")
+            labels[g.index] = [label + (f" [{b}]" if b else "") for b in budgets[g.index]]
             continue
         varying = [c for c in cand if (g.groupby("dataset")[c].nunique(dropna=False) > 1).any()] or ["config_key"]
         if "train_counts" in varying and "imbalance_ratio" in varying:  # the ratio follows from the counts
@@ -106,6 +112,8 @@ def row_labels(df: pd.DataFrame) -> pd.Series:
 def _setting(column: str, value):
     """A setting as a row label shows it: explicit class counts in the --class-counts form (``5000x9,100``), not as
     a list of ten numbers."""
+    if isinstance(value, float) and value != value:  # not set in this run (e.g. --epochs of a quick-preset run)
+        return "–"
     if column == "train_counts" and isinstance(value, str) and value.startswith("["):
         from ltbench.data.longtail import format_class_counts
 
@@ -230,7 +238,8 @@ def build_grid(summary: pd.DataFrame, metrics: tuple[str, ...], digits: int = 1,
         for ds, m, kind in cols:
             c = cell.get((r, ds, m if kind != "n" else metrics[-1]))
             cells.append(_cell_text(c, kind, digits, styles.get((ds, m), {}).get(r, "")))
-        label = r + (f" [{budgets[r]}]" if published and budgets.get(r) else "") + (" ‡" if r in capped else "")
+        tag = f" [{budgets[r]}]" if published and budgets.get(r) else ""
+        label = r + ("" if r.endswith(tag) else tag) + (" ‡" if r in capped else "")  # row_labels may name it
         grid.rows.append((label, cells))
     return grid
 
@@ -282,7 +291,7 @@ def _notes(df: pd.DataFrame, summary: pd.DataFrame, metrics: tuple[str, ...], pu
             status = g["pub_status"].iloc[0]
             flag = f" [{status}]" if status and status != "published" else ""
             extra = "; ".join(sorted({n for n in g["pub_note"] if n}))
-            which = ", ".join(g["metric"])
+            which = ", ".join(dict.fromkeys(g["metric"]))  # two rows of one method (two budgets) join the same number
             notes.append(
                 f"Pub. {display_name(method)} on {group_name(ds)} ({which}): {src}{flag}"
                 + (f"; {extra}" if extra else "")
