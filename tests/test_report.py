@@ -464,18 +464,25 @@ def test_runs_that_differ_only_in_budget_are_rows_named_by_it(tmp_path):
     by their budget, as the published tag names it ("CE [quick]"), not by the epochs and lr milestones the budget
     scales; next to published numbers the tag is not printed twice."""
     for lr, preset, epochs in ((0.1, ["quick"], None), (0.11, [], 40)):
-        run_dir = fake_run(tmp_path, "ce", 0, BASE, lr=lr)  # lr only makes the run ids differ
+        run_dir = fake_run(tmp_path / "ir100", "ce", 0, BASE, lr=lr)  # lr only makes the run ids differ
         for name in ("config.json", "result.json"):
             rec = json.loads((run_dir / name).read_text())
             rec["config"].update(preset=preset, epochs=epochs, hparams={})
             rec["resolved"]["presets"], rec["resolved"]["hp"]["lr"] = preset, 0.1
             rec["resolved"]["hp"]["epochs"] = epochs or 20
             (run_dir / name).write_text(json.dumps(rec))
-    ov = summarize(load_records(tmp_path)).query("metric == 'overall'").set_index("row")
+    ov = summarize(load_records(tmp_path / "ir100")).query("metric == 'overall'").set_index("row")
     assert set(ov.index) == {"ce [quick]", "ce [40 ep]"} and (ov["n"] == 1).all()
-    for text in (make_table(tmp_path), make_table(tmp_path, published=True)):
+    for text in (make_table(tmp_path / "ir100"), make_table(tmp_path / "ir100", published=True)):
         assert "| CE [quick] " in text and "| CE [40 ep] " in text and "[quick] [quick]" not in text
-    assert "(overall):" in make_table(tmp_path, published=True)  # one note per published number, not one per row
+    assert "(overall):" in make_table(tmp_path / "ir100", published=True)  # one note per number, not per row
+    fake_run(tmp_path / "ir10", "ce", 0, BASE, ir=10.0)  # the full recipe at another ratio: named by it
+    rows = set(summarize(load_records(tmp_path)).query("metric == 'overall'")["row"])
+    assert rows == {
+        "ce (imbalance_ratio=100.0) [quick]",
+        "ce (imbalance_ratio=10.0)",
+        "ce (imbalance_ratio=100.0) [40 ep]",
+    }
 
 
 def test_run_records_use_the_dataset_thresholds():

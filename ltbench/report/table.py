@@ -94,18 +94,18 @@ def row_labels(df: pd.DataFrame) -> pd.Series:
     for label, g in df.groupby("label"):
         if g.groupby("dataset")["config_key"].nunique().max() <= 1:
             continue
-        if g.assign(b=budgets[g.index]).groupby(["dataset", "b"])["config_key"].nunique().max() <= 1:
-            # only the budget differs (quick vs --epochs N vs the full recipe): name it as the tables do, not by the
-            # epochs, presets and lr milestones it scales ("CE [quick]", "CE [40 ep]", "CE")
-            labels[g.index] = [label + (f" [{b}]" if b else "") for b in budgets[g.index]]
-            continue
         varying = [c for c in cand if (g.groupby("dataset")[c].nunique(dropna=False) > 1).any()] or ["config_key"]
         if "train_counts" in varying and "imbalance_ratio" in varying:  # the ratio follows from the counts
             varying.remove("imbalance_ratio")
+        by_budget = g.assign(_budget=budgets[g.index]).groupby(["dataset", "_budget"])
+        tagged = by_budget.ngroups > g["dataset"].nunique()  # budgets differ (quick, --epochs N, the full recipe)
+        if tagged:  # name the budget as the published tag does, not the epochs, presets and milestones it sets:
+            # the hparams that change only with it are taken for the ones it scales; other settings stay named
+            scaled = {c for c in varying if c.startswith("hparams.") and by_budget[c].nunique(dropna=False).max() <= 1}
+            varying = [c for c in varying if c not in scaled and c not in ("epochs", "preset")]
         for i, r in g.iterrows():
-            labels[i] = (
-                label + " (" + ", ".join(f"{c.removeprefix('hparams.')}={_setting(c, r[c])}" for c in varying) + ")"
-            )
+            parts = ", ".join(f"{c.removeprefix('hparams.')}={_setting(c, r[c])}" for c in varying)
+            labels[i] = label + (f" ({parts})" if parts else "") + (f" [{budgets[i]}]" if tagged and budgets[i] else "")
     return labels
 
 
