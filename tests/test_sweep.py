@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -246,3 +247,54 @@ def test_resume_takes_finished_records_of_the_same_code_and_launches_the_rest(tm
     assert list((tmp_path / "b" / "t" / runs[1].name).glob("*.pt"))  # trained here, not copied
     with pytest.raises(ConfigError, match="not a folder"):
         resume.resume_from_records([], tmp_path / "nowhere")
+
+
+def _bash(script: str) -> str:
+    """Run ``script`` in bash from the repository root (results/park.sh is sourced by results/common.sh)."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["bash", "-euc", script], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stderr
+
+
+def test_a_parked_run_resumes_on_another_machine_and_ends_as_an_uninterrupted_one(tmp_path):
+    """results/park.sh: a run stopped mid-way on one machine (its run folder then lost) is parked in the results
+    folder (checkpoint, config, log; never the lock), put back in a fresh sweep folder by unpark, resumed by the
+    same sweep and ends with the metrics of an uninterrupted run; its parked copy is dropped once it is done, and
+    unpark never overwrites a local checkpoint."""
+    from ltbench.run import execute
+    from tests.conftest import interrupt_run
+
+    spec = _spec(methods=["ce"], seeds=[0], run={"epochs": 3, "eval_every": 1, "precision": "fp32", "device": "cpu"})
+    [reference] = expand(spec, out=str(tmp_path / "ref"))
+    execute(reference, progress=False)
+    [first] = expand(spec, out=str(tmp_path / "a"))
+    interrupt_run(first, after_epochs=1)
+    (first.run_dir / "run.lock").touch()  # what a killed job leaves behind
+    results = tmp_path / "results"
+    parked = results / "unfinished" / "t" / first.run_id
+    out = _bash(f"source results/park.sh; park {tmp_path / 'a' / 't'} {results}")
+    assert f"parked {first.run_id} (1 epochs logged)" in out
+    assert sorted(p.name for p in parked.iterdir()) == ["ckpt.pt", "config.json", "log.jsonl"]
+
+    _bash(f"source results/park.sh; unpark {results} {tmp_path / 'b'}")  # the next machine: a fresh sweep folder
+    [second] = expand(spec, out=str(tmp_path / "b"))
+    assert states([second])["incomplete"] == [second]
+    jobs = submit(to_launch([second]), "debug", tmp_path / ".submitit")
+    assert [j.result() for j in jobs] == ["done"]
+    done, ref = (json.loads((c.run_dir / "result.json").read_text()) for c in (second, reference))
+    assert done["metrics"] == ref["metrics"]
+    assert (second.run_dir / "log.jsonl").read_text().count("\n") == 3
+
+    stale = b"an older checkpoint"
+    (parked.parent / "other").mkdir()
+    for name in ("config.json", "log.jsonl"):
+        (parked.parent / "other" / name).write_text("{}\n")
+    (parked.parent / "other" / "ckpt.pt").write_bytes(stale)
+    (tmp_path / "b" / "t" / "other").mkdir()
+    (tmp_path / "b" / "t" / "other" / "ckpt.pt").write_bytes(b"newer")
+    _bash(f"source results/park.sh; unpark {results} {tmp_path / 'b'}")
+    assert (tmp_path / "b" / "t" / "other" / "ckpt.pt").read_bytes() == b"newer"
+
+    _bash(f"source results/park.sh; park {tmp_path / 'b' / 't'} {results}")  # the finished run's copy is dropped
+    assert not parked.exists() and (parked.parent / "other").exists()

@@ -8,11 +8,12 @@
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] bash results/cifar10_lt_full/regenerate.sh
 source "$(dirname "$0")/../common.sh"
 run_sweep slurm/full_cifar10.toml
-ltbench sweep slurm/full_cifar10_decoupling.toml --from "$SWEEP" --launcher slurm --preset localhost \
+ltbench sweep slurm/full_cifar10_decoupling.toml --from "$SWEEP" --launcher slurm --preset "$PRESET" \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
 run_sweep slurm/full_cifar10_more.toml
 run_sweep slurm/full_cifar10_fp32.toml
 OUT=$RESULTS
 source "$RESULTS/../keep_records.sh"
 keep_records "$SWEEP" "$OUT" config.json result.json log.jsonl predictions.npz features.npz done
+park "$SWEEP" "$OUT"  # drops the parked checkpoints of the runs that have now finished (results/park.sh)
 bash "$OUT/tables.sh"

@@ -7,6 +7,6 @@
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] bash results/cifar10_lt_quick20_all/regenerate.sh
 source "$(dirname "$0")/../common.sh"
 run_sweep slurm/quick20_all.toml
-ltbench sweep slurm/quick20_all_reuse.toml --from "$SWEEP" --launcher slurm --preset localhost \
+ltbench sweep slurm/quick20_all_reuse.toml --from "$SWEEP" --launcher slurm --preset "$PRESET" \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
 bash "$RESULTS/tables.sh" "$SWEEP"

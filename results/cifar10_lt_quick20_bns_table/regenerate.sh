@@ -11,7 +11,7 @@
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] [METHODS=otmix,disa,...] [PIN=7722fdc] \
 #       bash results/cifar10_lt_quick20_bns_table/regenerate.sh
 source "$(dirname "$0")/../common.sh"
-ltbench sweep slurm/quick20_bns_table.toml ${METHODS:+--methods "$METHODS"} --launcher slurm --preset localhost \
+ltbench sweep slurm/quick20_bns_table.toml ${METHODS:+--methods "$METHODS"} --launcher slurm --preset "$PRESET" \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
 SWEEP=$RUNS/cifar10_lt_quick20_bns_table
 bash "$RESULTS/tables.sh" "$SWEEP"

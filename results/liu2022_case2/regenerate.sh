@@ -10,6 +10,6 @@
 # SEEDS (default 0,1 as the spec) picks the seeds; finished runs are kept, so a rerun only does what is missing.
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] [SEEDS=0,1] [PIN=COMMIT] bash results/liu2022_case2/regenerate.sh
 source "$(dirname "$0")/../common.sh"
-ltbench sweep slurm/liu2022_case2.toml --seeds "${SEEDS:-0,1}" --threads 1 --launcher slurm --preset localhost \
+ltbench sweep slurm/liu2022_case2.toml --seeds "${SEEDS:-0,1}" --threads 1 --launcher slurm --preset "$PRESET" \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
 bash "$RESULTS/tables.sh" "$RUNS/liu2022_case2"

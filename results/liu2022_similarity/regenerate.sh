@@ -7,6 +7,6 @@
 # 2 cores; the committed 14 ran at commit 6f3ce9e).
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] [SEEDS=0,1] [PIN=COMMIT] bash results/liu2022_similarity/regenerate.sh
 source "$(dirname "$0")/../common.sh"
-ltbench sweep slurm/liu2022_similarity.toml --seeds "${SEEDS:-0,1}" --threads 1 --launcher slurm --preset localhost \
+ltbench sweep slurm/liu2022_similarity.toml --seeds "${SEEDS:-0,1}" --threads 1 --launcher slurm --preset "$PRESET" \
     --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
 bash "$RESULTS/tables.sh" "$RUNS/liu2022_similarity"

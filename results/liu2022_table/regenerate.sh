@@ -10,6 +10,6 @@
 # results/liu2022_table_budget/ holds the step-matched CE control.
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] [PIN=COMMIT] bash results/liu2022_table/regenerate.sh
 source "$(dirname "$0")/../common.sh"
-ltbench sweep slurm/liu2022_table.toml --launcher slurm --preset localhost --data-root "$DATA" --out "$RUNS" \
+ltbench sweep slurm/liu2022_table.toml --launcher slurm --preset "$PRESET" --data-root "$DATA" --out "$RUNS" \
     --wait ${RESUME[@]+"${RESUME[@]}"}
 bash "$RESULTS/tables.sh" "$RUNS/liu2022_table"

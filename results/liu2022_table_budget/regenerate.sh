@@ -7,6 +7,6 @@
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] [PIN=COMMIT] bash results/liu2022_table_budget/regenerate.sh
 SPEC=$(realpath "$(dirname "$0")/../../slurm/liu2022_table_budget.toml")
 source "$(dirname "$0")/../common.sh"
-ltbench sweep "$SPEC" --launcher slurm --preset localhost --data-root "$DATA" --out "$RUNS" \
+ltbench sweep "$SPEC" --launcher slurm --preset "$PRESET" --data-root "$DATA" --out "$RUNS" \
     --wait ${RESUME[@]+"${RESUME[@]}"}
 bash "$RESULTS/tables.sh" "$RUNS/liu2022_table_budget"

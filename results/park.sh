@@ -1,0 +1,46 @@
+# Sourced by results/common.sh (and by hand at the end of a sitting): carries an unfinished run from one machine to
+# the next through the repository, for a regeneration whose single runs outlast a sitting (a 200-epoch fp32 run on
+# a 2-core CPU without bf16 takes ~4 h; a sitting ~2 h) on machines whose run folders do not survive.
+#
+#   park SWEEP OUT    copies the checkpoint, config and log of every unfinished run of the sweep folder SWEEP (one
+#                     with a ckpt.pt and no `done` marker; stop it first: `scancel` makes it write a mid-epoch
+#                     checkpoint) to OUT/unfinished/<sweep name>/<run>/, to commit; and drops the parked copy of
+#                     every run of SWEEP that has finished since (its records are in OUT/runs by then).
+#   unpark OUT RUNS   puts every parked run back under RUNS/<sweep name>/<run>/ where that run has no checkpoint
+#                     yet, so the next `ltbench sweep` over the same spec finds it incomplete and resumes it from
+#                     the checkpoint instead of starting over (a local checkpoint is never overwritten: it is newer).
+# The checkpoint only fits the code that wrote it: finish the run with the same PIN (results/common.sh).
+park() {
+    local sweep=${1%/} out=$2 run name dest
+    for run in "$sweep"/*/; do
+        run=${run%/}
+        name=$(basename "$run")
+        dest="$out/unfinished/$(basename "$sweep")/$name"
+        if [ -f "$run/done" ]; then
+            rm -rf "$dest"
+        elif [ -f "$run/ckpt.pt" ] && [ -f "$run/config.json" ]; then
+            mkdir -p "$dest"
+            cp "$run/config.json" "$run/log.jsonl" "$dest/"
+            cp "$run/ckpt.pt" "$dest/ckpt.pt.tmp" && mv "$dest/ckpt.pt.tmp" "$dest/ckpt.pt"
+            echo "parked $name ($(wc -l < "$dest/log.jsonl") epochs logged) in $dest" >&2
+        fi
+    done
+    rmdir "$out/unfinished/$(basename "$sweep")" "$out/unfinished" 2>/dev/null || true
+}
+
+unpark() {
+    local out=$1 runs=$2 parked sweep name dest
+    [ -d "$out/unfinished" ] || return 0
+    for parked in "$out"/unfinished/*/*/; do
+        [ -f "$parked/ckpt.pt" ] || continue
+        parked=${parked%/}
+        name=$(basename "$parked")
+        sweep=$(basename "$(dirname "$parked")")
+        dest="$runs/$sweep/$name"
+        [ ! -e "$dest/ckpt.pt" ] && [ ! -e "$dest/done" ] || continue
+        mkdir -p "$dest"
+        cp "$parked/config.json" "$parked/log.jsonl" "$dest/"
+        cp "$parked/ckpt.pt" "$dest/ckpt.pt.tmp" && mv "$dest/ckpt.pt.tmp" "$dest/ckpt.pt"
+        echo "unparked $name into $dest: the sweep resumes it from its checkpoint" >&2
+    done
+}
