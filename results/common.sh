@@ -15,7 +15,8 @@ RESULTS=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DATA=$(realpath -m "${DATA:-$HOME/.cache/ltbench/data}")
 RUNS=$(realpath -m "${RUNS:-ltbench-out/sweeps}")
-PRESET=${PRESET:-localhost}  # ltbench/sweep/presets.toml (or $LTBENCH_PRESETS): 1 thread per job, 2 at once
+PRESET=${PRESET:-localhost}  # ltbench/sweep/presets.toml: 1 thread per job, 2 at once; or slurm/dev-cluster/presets.toml
+export LTBENCH_PRESETS=${LTBENCH_PRESETS:-$PWD/slurm/dev-cluster/presets.toml}
 RESUME=()
 if [ -n "${PIN:-}" ]; then
     PIN=$(git rev-parse --verify --quiet "$PIN^{commit}") || { echo "PIN: no such commit here" >&2; exit 2; }

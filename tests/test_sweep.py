@@ -298,3 +298,21 @@ def test_a_parked_run_resumes_on_another_machine_and_ends_as_an_uninterrupted_on
 
     _bash(f"source results/park.sh; park {tmp_path / 'b' / 't'} {results}")  # the finished run's copy is dropped
     assert not parked.exists() and (parked.parent / "other").exists()
+
+
+@pytest.mark.parametrize("site", [False, True])
+def test_every_cluster_preset_builds_a_slurm_executor(tmp_path, monkeypatch, site):
+    """Each preset shipped with the package, and each of the dev cluster's file (results/common.sh points
+    $LTBENCH_PRESETS there), holds only parameters submitit's SLURM executor accepts; an unknown name is refused
+    with the presets on offer."""
+    from ltbench.sweep.launch import PRESETS_FILE, load_presets, make_executor
+
+    path = Path(__file__).resolve().parents[1] / "slurm" / "dev-cluster" / "presets.toml" if site else PRESETS_FILE
+    monkeypatch.setenv("LTBENCH_PRESETS", str(path))
+    names = list(load_presets([path]))
+    assert names and ("localhost_2cpu" in names) == site
+    for name in names:
+        executor = make_executor("slurm", tmp_path, name, None)
+        assert executor.cluster == "slurm"
+    with pytest.raises(ConfigError, match="unknown cluster preset 'nope'.*localhost"):
+        make_executor("slurm", tmp_path, "nope", None)

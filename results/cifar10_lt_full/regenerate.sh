@@ -6,12 +6,24 @@
 # from that sweep's finished ce run (--from); then RIDE and CE in fp32. The finished runs' records (config,
 # result, log, predictions, feature sample; not the checkpoints) are copied to runs/, the tables made from them.
 #   DATA=/path/holding/cifar10 [RUNS=runs/folder] bash results/cifar10_lt_full/regenerate.sh
+# SPECS="full_cifar10_fp32" (names under slurm/) runs only those sweeps, e.g. to finish one run over several
+# sittings with PIN=COMMIT, the run's checkpoint parked in unfinished/ between them (results/park.sh), and
+# PRESET=localhost_2cpu to give a lone run both cores (slurm/dev-cluster/presets.toml).
+ALL="full_cifar10 full_cifar10_decoupling full_cifar10_more full_cifar10_fp32"
+SPECS=${SPECS:-$ALL}
+for spec in $SPECS; do
+    [[ " $ALL " == *" $spec "* ]] || { echo "SPECS: unknown sweep '$spec' (accepted: $ALL)" >&2; exit 2; }
+done
 source "$(dirname "$0")/../common.sh"
-run_sweep slurm/full_cifar10.toml
-ltbench sweep slurm/full_cifar10_decoupling.toml --from "$SWEEP" --launcher slurm --preset "$PRESET" \
-    --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
-run_sweep slurm/full_cifar10_more.toml
-run_sweep slurm/full_cifar10_fp32.toml
+SWEEP=$RUNS/cifar10_lt_full
+for spec in $SPECS; do
+    if [ "$spec" = full_cifar10_decoupling ]; then  # cRT, LWS and τ-norm from the finished ce run of full_cifar10
+        ltbench sweep slurm/full_cifar10_decoupling.toml --from "$SWEEP" --launcher slurm --preset "$PRESET" \
+            --data-root "$DATA" --out "$RUNS" --wait ${RESUME[@]+"${RESUME[@]}"}
+    else
+        run_sweep "slurm/$spec.toml"
+    fi
+done
 OUT=$RESULTS
 source "$RESULTS/../keep_records.sh"
 keep_records "$SWEEP" "$OUT" config.json result.json log.jsonl predictions.npz features.npz done
