@@ -4,7 +4,8 @@
 # runs: train/compare/profile/startup need an otherwise idle machine; dpp/ot/report compare solvers side by side
 # in one process, so their ratios hold under load (decode: both decoders of the same loader, one after the
 # other); ddp is a CPU/gloo figure (the README states the condition each was measured under). The dppy column of
-# dpp needs the `dpp` extra (pip install -e ".[dpp]").
+# dpp needs the `dpp` extra (pip install -e ".[dpp]"). PARTS=train_nobf16, on a CPU without avx512_bf16 or AMX
+# (idle), measures what emulated bf16 costs there, the case `--precision auto` avoids.
 #   DATA=/path/holding/cifar10 [PARTS="train compare profile startup dpp ot report ddp decode"] bash results/bench/regenerate.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -36,6 +37,9 @@ for part in $PARTS; do
             for t in 1 2; do
                 run "compare_threads$t" ltbench bench compare --dataset cifar10_lt --data-root "$DATA" --precision both --threads "$t"
             done ;;
+        train_nobf16)  # only on a CPU without avx512_bf16/AMX (bf16 emulated, slow: 10 steps), not in the default PARTS
+            run train_nobf16 ltbench bench train --dataset cifar10_lt --data-root "$DATA" --precision both --threads 1 \
+                --steps 10 ;;
         ddp) run ddp ltbench bench train --dataset digits_lt --devices 2 --threads 1 ;;
         profile) run profile ltbench bench profile --dataset cifar10_lt --data-root "$DATA" --threads 1 ;;
         startup) run startup bash results/bench/startup.sh ;;
@@ -43,6 +47,6 @@ for part in $PARTS; do
         ot) run ot env OMP_NUM_THREADS=1 ltbench bench ot --repeats 21 ;;
         report) run report ltbench bench report ;;
         decode) run decode ltbench bench decode --data-root "$DATA" --workers 1 --threads 1 ;;  # 2,000 JPEGs from CIFAR-10
-        *) echo "unknown part $part (train compare profile startup dpp ot report ddp decode)" >&2; exit 2 ;;
+        *) echo "unknown part $part (train compare profile startup dpp ot report ddp decode train_nobf16)" >&2; exit 2 ;;
     esac
 done
