@@ -8,8 +8,9 @@
 # runs already finished at COMMIT from RESULTS/runs (`ltbench sweep --resume`, which refuses records of any other
 # code). Commit the records after each sitting; the next one, on any machine, runs the same command again. The
 # tables are made by this checkout's code (report fixes apply to pinned records too). A single run longer than a
-# sitting: stop it with `scancel` (mid-epoch checkpoint), `source results/park.sh; park SWEEP_DIR RESULTS` and commit
-# RESULTS/unfinished/; the next sitting's run of this script puts the checkpoint back (unpark) and the sweep resumes it.
+# sitting: stop it with `scancel` (mid-epoch checkpoint), `source results/park.sh; park SWEEP_DIR RESULTS PIN`,
+# commit RESULTS/unfinished/; the next sitting's run of this script puts the checkpoint back (unpark), the sweep
+# resumes it.
 set -euo pipefail
 RESULTS=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

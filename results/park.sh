@@ -2,16 +2,20 @@
 # the next through the repository, for a regeneration whose single runs outlast a sitting (a 200-epoch fp32 run on
 # a 2-core CPU without bf16 takes ~4 h; a sitting ~2 h) on machines whose run folders do not survive.
 #
-#   park SWEEP OUT    copies the checkpoint, config and log of every unfinished run of the sweep folder SWEEP (one
-#                     with a ckpt.pt and no `done` marker; stop it first: `scancel` makes it write a mid-epoch
-#                     checkpoint) to OUT/unfinished/<sweep name>/<run>/, to commit; and drops the parked copy of
-#                     every run of SWEEP that has finished since (its records are in OUT/runs by then).
-#   unpark OUT RUNS   puts every parked run back under RUNS/<sweep name>/<run>/ where that run has no checkpoint
-#                     yet, so the next `ltbench sweep` over the same spec finds it incomplete and resumes it from
-#                     the checkpoint instead of starting over (a local checkpoint is never overwritten: it is newer).
-# The checkpoint only fits the code that wrote it: finish the run with the same PIN (results/common.sh).
+#   park SWEEP OUT COMMIT
+#       copies the checkpoint, config and log of every unfinished run of the sweep folder SWEEP (one with a ckpt.pt
+#       and no `done` marker; stop it first: `scancel` makes it write a mid-epoch checkpoint) to
+#       OUT/unfinished/<sweep name>/<run>/, to commit, with COMMIT, the code that ran it (the PIN); and drops the
+#       parked copy of every run of SWEEP that has finished since (its records are in OUT/runs by then).
+#   unpark OUT RUNS
+#       puts every parked run back under RUNS/<sweep name>/<run>/ where that run has no checkpoint yet, so the next
+#       `ltbench sweep` over the same spec finds it incomplete and resumes it instead of starting over (a local
+#       checkpoint is never overwritten: it is newer). Only with PIN set to the run's COMMIT (results/common.sh
+#       resolves PIN): a record must come from one code version, and a checkpoint fits only the code that wrote it.
 park() {
-    local sweep=${1%/} out=$2 run name dest
+    local sweep=${1%/} out=$2 commit run name dest
+    commit=$(git rev-parse --verify --quiet "${3:?park SWEEP OUT COMMIT: the commit whose code ran the sweep}^{commit}") ||
+        { echo "park: $3 is not a commit of this repository" >&2; return 2; }
     for run in "$sweep"/*/; do
         run=${run%/}
         name=$(basename "$run")
@@ -21,6 +25,7 @@ park() {
         elif [ -f "$run/ckpt.pt" ] && [ -f "$run/config.json" ]; then
             mkdir -p "$dest"
             cp "$run/config.json" "$run/log.jsonl" "$dest/"
+            echo "$commit" > "$dest/commit"
             cp "$run/ckpt.pt" "$dest/ckpt.pt.tmp" && mv "$dest/ckpt.pt.tmp" "$dest/ckpt.pt"
             echo "parked $name ($(wc -l < "$dest/log.jsonl") epochs logged) in $dest" >&2
         fi
@@ -38,6 +43,11 @@ unpark() {
         sweep=$(basename "$(dirname "$parked")")
         dest="$runs/$sweep/$name"
         [ ! -e "$dest/ckpt.pt" ] && [ ! -e "$dest/done" ] || continue
+        if [ "$(cat "$parked/commit")" != "${PIN:-}" ]; then
+            echo "not unparking $name: its checkpoint was made by the code of $(cat "$parked/commit");" \
+                "finish it with PIN=$(cut -c1-12 "$parked/commit")" >&2
+            continue
+        fi
         mkdir -p "$dest"
         cp "$parked/config.json" "$parked/log.jsonl" "$dest/"
         cp "$parked/ckpt.pt" "$dest/ckpt.pt.tmp" && mv "$dest/ckpt.pt.tmp" "$dest/ckpt.pt"

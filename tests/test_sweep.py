@@ -11,6 +11,8 @@ from ltbench.errors import ConfigError
 from ltbench.sweep import SweepSpec, expand, load_spec, random_hparams, states, to_launch
 from ltbench.sweep.launch import submit
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _spec(**kw) -> SweepSpec:
     base = dict(
@@ -249,10 +251,11 @@ def test_resume_takes_finished_records_of_the_same_code_and_launches_the_rest(tm
         resume.resume_from_records([], tmp_path / "nowhere")
 
 
-def _bash(script: str) -> str:
+def _bash(script: str, **env: str) -> str:
     """Run ``script`` in bash from the repository root (results/park.sh is sourced by results/common.sh)."""
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(["bash", "-euc", script], cwd=root, capture_output=True, text=True)
+    import os
+
+    proc = subprocess.run(["bash", "-euc", script], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr
     return proc.stderr
 
@@ -273,12 +276,17 @@ def test_a_parked_run_resumes_on_another_machine_and_ends_as_an_uninterrupted_on
     (first.run_dir / "run.lock").touch()  # what a killed job leaves behind
     results = tmp_path / "results"
     parked = results / "unfinished" / "t" / first.run_id
-    out = _bash(f"source results/park.sh; park {tmp_path / 'a' / 't'} {results}")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    out = _bash(f"source results/park.sh; park {tmp_path / 'a' / 't'} {results} HEAD")
     assert f"parked {first.run_id} (1 epochs logged)" in out
-    assert sorted(p.name for p in parked.iterdir()) == ["ckpt.pt", "config.json", "log.jsonl"]
+    assert sorted(p.name for p in parked.iterdir()) == ["ckpt.pt", "commit", "config.json", "log.jsonl"]
+    assert (parked / "commit").read_text().strip() == head
 
-    _bash(f"source results/park.sh; unpark {results} {tmp_path / 'b'}")  # the next machine: a fresh sweep folder
-    [second] = expand(spec, out=str(tmp_path / "b"))
+    [second] = expand(spec, out=str(tmp_path / "b"))  # the next machine: a fresh sweep folder
+    out = _bash(f"source results/park.sh; unpark {results} {tmp_path / 'b'}", PIN="0" * 40)  # other code: refused
+    assert f"not unparking {first.run_id}: its checkpoint was made by the code of {head}" in out
+    assert states([second])["pending"] == [second]
+    _bash(f"source results/park.sh; unpark {results} {tmp_path / 'b'}", PIN=head)
     assert states([second])["incomplete"] == [second]
     jobs = submit(to_launch([second]), "debug", tmp_path / ".submitit")
     assert [j.result() for j in jobs] == ["done"]
@@ -292,11 +300,12 @@ def test_a_parked_run_resumes_on_another_machine_and_ends_as_an_uninterrupted_on
         (parked.parent / "other" / name).write_text("{}\n")
     (parked.parent / "other" / "ckpt.pt").write_bytes(stale)
     (tmp_path / "b" / "t" / "other").mkdir()
+    (parked.parent / "other" / "commit").write_text(head)
     (tmp_path / "b" / "t" / "other" / "ckpt.pt").write_bytes(b"newer")
-    _bash(f"source results/park.sh; unpark {results} {tmp_path / 'b'}")
+    _bash(f"source results/park.sh; unpark {results} {tmp_path / 'b'}", PIN=head)
     assert (tmp_path / "b" / "t" / "other" / "ckpt.pt").read_bytes() == b"newer"
 
-    _bash(f"source results/park.sh; park {tmp_path / 'b' / 't'} {results}")  # the finished run's copy is dropped
+    _bash(f"source results/park.sh; park {tmp_path / 'b' / 't'} {results} HEAD")  # the finished run's copy: dropped
     assert not parked.exists() and (parked.parent / "other").exists()
 
 
@@ -307,7 +316,7 @@ def test_every_cluster_preset_builds_a_slurm_executor(tmp_path, monkeypatch, sit
     with the presets on offer."""
     from ltbench.sweep.launch import PRESETS_FILE, load_presets, make_executor
 
-    path = Path(__file__).resolve().parents[1] / "slurm" / "dev-cluster" / "presets.toml" if site else PRESETS_FILE
+    path = ROOT / "slurm" / "dev-cluster" / "presets.toml" if site else PRESETS_FILE
     monkeypatch.setenv("LTBENCH_PRESETS", str(path))
     names = list(load_presets([path]))
     assert names and ("localhost_2cpu" in names) == site

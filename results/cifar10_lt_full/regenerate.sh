@@ -27,5 +27,5 @@ done
 OUT=$RESULTS
 source "$RESULTS/../keep_records.sh"
 keep_records "$SWEEP" "$OUT" config.json result.json log.jsonl predictions.npz features.npz done
-park "$SWEEP" "$OUT"  # drops the parked checkpoints of the runs that have now finished (results/park.sh)
+park "$SWEEP" "$OUT" "${PIN:-HEAD}"  # drops the parked checkpoints of the runs that have now finished (results/park.sh)
 bash "$OUT/tables.sh"
