@@ -1,6 +1,6 @@
 # Sourced by results/common.sh (and by hand at the end of a sitting): carries an unfinished run from one machine to
 # the next through the repository, for a regeneration whose single runs outlast a sitting (a 200-epoch fp32 run on
-# a 2-core CPU without bf16 takes ~4 h; a sitting ~2 h) on machines whose run folders do not survive.
+# a 2-core CPU without bf16 takes ~4.7 h; a sitting ~2 h) on machines whose run folders do not survive.
 #
 #   park SWEEP OUT COMMIT
 #       copies the checkpoint, config and log of every unfinished run of the sweep folder SWEEP (one with a ckpt.pt
@@ -12,6 +12,12 @@
 #       `ltbench sweep` over the same spec finds it incomplete and resumes it instead of starting over (a local
 #       checkpoint is never overwritten: it is newer). Only with PIN set to the run's COMMIT (results/common.sh
 #       resolves PIN): a record must come from one code version, and a checkpoint fits only the code that wrote it.
+copy_run() {  # copy_run SRC DEST: a run's config, log and checkpoint (written under a temporary name, then renamed)
+    mkdir -p "$2"
+    cp "$1/config.json" "$1/log.jsonl" "$2/"
+    cp "$1/ckpt.pt" "$2/ckpt.pt.tmp" && mv "$2/ckpt.pt.tmp" "$2/ckpt.pt"
+}
+
 park() {
     local sweep=${1%/} out=$2 commit run name dest
     commit=$(git rev-parse --verify --quiet "${3:?park SWEEP OUT COMMIT: the commit whose code ran the sweep}^{commit}") ||
@@ -23,10 +29,8 @@ park() {
         if [ -f "$run/done" ]; then
             rm -rf "$dest"
         elif [ -f "$run/ckpt.pt" ] && [ -f "$run/config.json" ]; then
-            mkdir -p "$dest"
-            cp "$run/config.json" "$run/log.jsonl" "$dest/"
+            copy_run "$run" "$dest"
             echo "$commit" > "$dest/commit"
-            cp "$run/ckpt.pt" "$dest/ckpt.pt.tmp" && mv "$dest/ckpt.pt.tmp" "$dest/ckpt.pt"
             echo "parked $name ($(wc -l < "$dest/log.jsonl") epochs logged) in $dest" >&2
         fi
     done
@@ -34,7 +38,7 @@ park() {
 }
 
 unpark() {
-    local out=$1 runs=$2 parked sweep name dest
+    local out=$1 runs=$2 parked sweep name dest made
     [ -d "$out/unfinished" ] || return 0
     for parked in "$out"/unfinished/*/*/; do
         [ -f "$parked/ckpt.pt" ] || continue
@@ -43,14 +47,12 @@ unpark() {
         sweep=$(basename "$(dirname "$parked")")
         dest="$runs/$sweep/$name"
         [ ! -e "$dest/ckpt.pt" ] && [ ! -e "$dest/done" ] || continue
-        if [ "$(cat "$parked/commit")" != "${PIN:-}" ]; then
-            echo "not unparking $name: its checkpoint was made by the code of $(cat "$parked/commit");" \
-                "finish it with PIN=$(cut -c1-12 "$parked/commit")" >&2
+        made=$(cat "$parked/commit")
+        if [ "$made" != "${PIN:-}" ]; then
+            echo "not unparking $name: its checkpoint was made by the code of $made; finish it with PIN=${made:0:12}" >&2
             continue
         fi
-        mkdir -p "$dest"
-        cp "$parked/config.json" "$parked/log.jsonl" "$dest/"
-        cp "$parked/ckpt.pt" "$dest/ckpt.pt.tmp" && mv "$dest/ckpt.pt.tmp" "$dest/ckpt.pt"
+        copy_run "$parked" "$dest"
         echo "unparked $name into $dest: the sweep resumes it from its checkpoint" >&2
     done
 }

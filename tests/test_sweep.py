@@ -1,6 +1,7 @@
 """Sweeps: expansion, per-hparam seeding, states, and the debug/local launchers (fast, synthetic data)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -253,8 +254,6 @@ def test_resume_takes_finished_records_of_the_same_code_and_launches_the_rest(tm
 
 def _bash(script: str, **env: str) -> str:
     """Run ``script`` in bash from the repository root (results/park.sh is sourced by results/common.sh)."""
-    import os
-
     proc = subprocess.run(["bash", "-euc", script], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr
     return proc.stderr
