@@ -207,6 +207,36 @@ def test_explicit_class_counts_label_rows_in_the_command_line_form(tmp_path):
     assert text.index("(train_counts=500x9,100)") < text.index("(train_counts=2500x9,100)")
 
 
+def _edit_records(run_dir: Path, edit) -> None:
+    for name in ("config.json", "result.json"):
+        rec = json.loads((run_dir / name).read_text())
+        edit(rec)
+        (run_dir / name).write_text(json.dumps(rec))
+
+
+def test_rows_are_not_told_apart_by_settings_an_older_record_predates(tmp_path):
+    """A record made before an option (``decoder``) or hparam (``schedule``) existed lacks it: that is no setting
+    of its own, so a bf16 run of older code and an fp32 run of newer code are named by precision alone, not
+    ``schedule=–``. A setting both records have still tells them apart, unset (None) or not."""
+
+    def run(n: int, schedule: str | None = None, **config) -> None:
+        def edit(rec):
+            rec["config"].update(config)
+            rec["resolved"]["hp"]["lr"] = 0.1  # fake_run's lr only makes the run ids differ
+            if schedule:
+                rec["resolved"]["hp"]["schedule"] = schedule
+
+        _edit_records(fake_run(tmp_path, "ce", 0, BASE, lr=0.1 + n * 1e-9), edit)
+
+    run(0, precision="bf16")  # fake_run's config has no decoder, its hparams no schedule: older code
+    run(1, "step", precision="fp32", decoder="pil")
+    assert set(summarize(load_records(tmp_path))["row"]) == {"ce (precision=bf16)", "ce (precision=fp32)"}
+
+    run(2, "step", precision="fp32", decoder=None)  # has the option, left unset
+    rows = set(summarize(load_records(tmp_path))["row"])
+    assert {"ce (precision=fp32, decoder=–)", "ce (precision=fp32, decoder=pil)"} <= rows, rows
+
+
 def test_latex_is_booktabs_and_escaped(records):
     tex = make_table(records, fmt="latex", metrics="macro_f1,g_mean,ece,wn_var")
     body = [line for line in tex.splitlines() if not line.startswith("%")]

@@ -113,10 +113,15 @@ def _config_columns(rec: dict) -> dict:
         "imbalance_ratio": prov.get("imbalance_ratio", cfg.get("imbalance_ratio")),
         "config_key": _config_key(cfg),
     }
+    recorded = [*row, *cfg]  # before the loop below gives every setting a column, unset or not
     for k in SETTING_FIELDS:  # every setting that defines the result (a table tells rows apart by them)
         if k not in row:
             row[k] = _cell(cfg.get(k))
-    row.update({f"hparams.{k}": _cell(v) for k, v in sorted((res.get("hp") or cfg.get("hparams") or {}).items())})
+    hp = res.get("hp") or cfg.get("hparams") or {}
+    row.update({f"hparams.{k}": _cell(v) for k, v in sorted(hp.items())})
+    # the settings this record has at all: a record made before an option or hparam existed lacks it, which is not
+    # a different setting (table.row_labels does not tell rows apart by it; the code-version footnote flags them)
+    row["recorded"] = frozenset([*recorded, *(f"hparams.{k}" for k in hp)])
     return row
 
 

@@ -94,7 +94,7 @@ def row_labels(df: pd.DataFrame) -> pd.Series:
     for label, g in df.groupby("label"):
         if g.groupby("dataset")["config_key"].nunique().max() <= 1:
             continue
-        varying = [c for c in cand if (g.groupby("dataset")[c].nunique(dropna=False) > 1).any()] or ["config_key"]
+        varying = [c for c in cand if _tells_apart(g, c)] or ["config_key"]
         if "train_counts" in varying and "imbalance_ratio" in varying:  # the ratio follows from the counts
             varying.remove("imbalance_ratio")
         by_budget = g.assign(_budget=budgets[g.index]).groupby(["dataset", "_budget"])
@@ -107,6 +107,15 @@ def row_labels(df: pd.DataFrame) -> pd.Series:
             parts = ", ".join(f"{c.removeprefix('hparams.')}={_setting(c, r[c])}" for c in varying)
             labels[i] = label + (f" ({parts})" if parts else "") + (f" [{budgets[i]}]" if tagged and budgets[i] else "")
     return labels
+
+
+def _tells_apart(g: pd.DataFrame, column: str) -> bool:
+    """Whether runs of one method differ in a setting on some dataset. Only the records that have the setting
+    count: one made before the option or hparam existed (``recorded`` lacks it) ran without it, which is no
+    setting of its own, so a 200-epoch record of older code is not labelled ``schedule=–`` beside a newer one."""
+    if "recorded" in g:
+        g = g[g["recorded"].map(lambda keys: column in keys)]
+    return bool((g.groupby("dataset")[column].nunique(dropna=False) > 1).any())
 
 
 def _setting(column: str, value):
