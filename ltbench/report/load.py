@@ -119,9 +119,7 @@ def _config_columns(rec: dict) -> dict:
             row[k] = _cell(cfg.get(k))
     hp = res.get("hp") or cfg.get("hparams") or {}
     row.update({f"hparams.{k}": _cell(v) for k, v in sorted(hp.items())})
-    # the settings this record has at all: a record made before an option or hparam existed lacks it, which is not
-    # a different setting (table.row_labels does not tell rows apart by it; the code-version footnote flags them)
-    row["recorded"] = frozenset([*recorded, *(f"hparams.{k}" for k in hp)])
+    row["recorded"] = {*recorded, *(f"hparams.{k}" for k in hp)}  # the settings it has at all (_mark_unrecorded)
     return row
 
 
@@ -243,12 +241,24 @@ def load_records(
         where = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths))
         detail = f"{len(dirs)} run directories, none done ({_count_states(not_done)})" if dirs else "no run directories"
         raise ConfigError(f"no completed runs under {where}: {detail}; check the path, or `ltbench status <sweep dir>`")
+    _mark_unrecorded(rows)
     df = pd.DataFrame(rows)
     if len(df):
         df = regroup_by_dataset(df, shots)
     df.attrs["not_done"] = not_done
     df.attrs["duplicates"] = duplicates
     return df
+
+
+def _mark_unrecorded(rows: list[dict]) -> None:
+    """Column ``unrecorded``: the settings and hparams that other records of the same method have and this one
+    lacks ("" for most), comma-separated. A record made before an option or hparam existed lacks it, which is not a
+    setting of its own: table.row_labels does not tell rows apart by it (the code-version footnote flags the mix)."""
+    have: dict[str, set[str]] = {}
+    for r in rows:
+        have.setdefault(r["method"], set()).update(r["recorded"])
+    for r in rows:
+        r["unrecorded"] = ",".join(sorted(have[r["method"]] - r.pop("recorded")))
 
 
 def _count_states(rows: list[dict]) -> str:

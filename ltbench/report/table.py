@@ -111,10 +111,10 @@ def row_labels(df: pd.DataFrame) -> pd.Series:
 
 def _tells_apart(g: pd.DataFrame, column: str) -> bool:
     """Whether runs of one method differ in a setting on some dataset. Only the records that have the setting
-    count: one made before the option or hparam existed (``recorded`` lacks it) ran without it, which is no
+    count: one made before the option or hparam existed (``unrecorded`` names it) ran without it, which is no
     setting of its own, so a 200-epoch record of older code is not labelled ``schedule=–`` beside a newer one."""
-    if "recorded" in g:
-        g = g[g["recorded"].map(lambda keys: column in keys)]
+    if "unrecorded" in g:
+        g = g[g["unrecorded"].map(lambda keys: column not in keys.split(","))]
     return bool((g.groupby("dataset")[column].nunique(dropna=False) > 1).any())
 
 
