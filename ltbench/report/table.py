@@ -114,7 +114,7 @@ def _tells_apart(g: pd.DataFrame, column: str) -> bool:
     count: one made before the option or hparam existed (``unrecorded`` names it) ran without it, which is no
     setting of its own, so a 200-epoch record of older code is not labelled ``schedule=–`` beside a newer one."""
     if "unrecorded" in g:
-        g = g[g["unrecorded"].map(lambda keys: column not in keys.split(","))]
+        g = g[g["unrecorded"].map(lambda keys: column not in str(keys).split(","))]  # NaN: a CSV read back
     return bool((g.groupby("dataset")[column].nunique(dropna=False) > 1).any())
 
 
