@@ -184,6 +184,14 @@ def test_distinct_configs_are_separate_rows_not_seeds(tmp_path):
     assert ov.loc[("ce (lr=0.1)", "cifar10_lt"), "mean"] == pytest.approx(77.0)
 
 
+def _edit_records(run_dir: Path, edit) -> None:
+    """Apply ``edit`` to a fake run's config.json and result.json alike (they carry the same config)."""
+    for name in ("config.json", "result.json"):
+        rec = json.loads((run_dir / name).read_text())
+        edit(rec)
+        (run_dir / name).write_text(json.dumps(rec))
+
+
 def test_explicit_class_counts_label_rows_in_the_command_line_form(tmp_path):
     """Liu & Liu's toy cases differ only in --class-counts: each setting is its own row, named 500x9,100 (the form
     --class-counts accepts), not a ten-number list."""
@@ -194,24 +202,17 @@ def test_explicit_class_counts_label_rows_in_the_command_line_form(tmp_path):
     for text in ("5000x9,100", "1,2x3,1", "7"):
         assert format_class_counts(parse_class_counts(text)) == text
     for n, seed in ((500, 0), (500, 1), (2500, 0)):
-        run_dir = fake_run(tmp_path, "ce", seed, BASE, lr=0.1 + n / 1e6)  # lr only makes the run ids differ
-        for name in ("config.json", "result.json"):
-            rec = json.loads((run_dir / name).read_text())
+
+        def edit(rec, n=n):
             rec["config"]["train_counts"] = [n] * 9 + [100]
             rec["config"]["hparams"], rec["resolved"]["hp"]["lr"] = {}, 0.1
             rec.setdefault("data", {})["provenance"] = {"imbalance_ratio": n / 100}  # follows from the counts
-            (run_dir / name).write_text(json.dumps(rec))
+
+        _edit_records(fake_run(tmp_path, "ce", seed, BASE, lr=0.1 + n / 1e6), edit)  # lr only makes the ids differ
     ov = summarize(load_records(tmp_path)).query("metric == 'overall'").set_index("row")
     assert ov.loc["ce (train_counts=500x9,100)", "n"] == 2 and ov.loc["ce (train_counts=2500x9,100)", "n"] == 1
     text = make_table([tmp_path], fmt="markdown")  # numbers sort as numbers: 500 before 2500
     assert text.index("(train_counts=500x9,100)") < text.index("(train_counts=2500x9,100)")
-
-
-def _edit_records(run_dir: Path, edit) -> None:
-    for name in ("config.json", "result.json"):
-        rec = json.loads((run_dir / name).read_text())
-        edit(rec)
-        (run_dir / name).write_text(json.dumps(rec))
 
 
 def test_rows_are_not_told_apart_by_settings_an_older_record_predates(tmp_path):
